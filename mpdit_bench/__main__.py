@@ -1,0 +1,3 @@
+from mpdit_bench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Swappable components; every module here is imported by the registry and registers itself."""

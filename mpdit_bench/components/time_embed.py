@@ -1,0 +1,96 @@
+"""Time embedders: t in [0, 1] (0 = data, 1 = noise) -> (B, D)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mpdit_bench.models import flops
+from mpdit_bench.registry import register
+
+
+def sinusoidal_features(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0,
+                        scale: float = 1000.0) -> torch.Tensor:
+    """DiT's sinusoidal timestep features; t in [0, 1] is scaled to DiT's [0, 1000) range first."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = (t.float() * scale)[:, None] * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+@register("time_embedder", "mlp")
+class MlpTimeEmbedder(nn.Module):
+    """DiT's timestep embedder: sinusoidal(256) -> Linear -> (SiLU -> Linear) x (n-1); DiT uses n=2."""
+
+    def __init__(self, hidden_size: int, num_layers: int = 2, frequency_dim: int = 256):
+        super().__init__()
+        self.frequency_dim = frequency_dim
+        layers: list[nn.Module] = [nn.Linear(frequency_dim, hidden_size)]
+        for _ in range(num_layers - 1):
+            layers += [nn.SiLU(), nn.Linear(hidden_size, hidden_size)]
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.mlp(sinusoidal_features(t, self.frequency_dim).to(self.mlp[0].weight.dtype))
+
+    def init_weights(self) -> None:
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+
+    def flops(self) -> int:
+        return sum(flops.linear(1, m.in_features, m.out_features) for m in self.mlp if isinstance(m, nn.Linear))
+
+
+class SpectralConv1d(nn.Module):
+    """Fourier layer: rfft in float32, the first ``modes`` frequencies times learned complex weights, irfft."""
+
+    def __init__(self, channels: int, modes: int):
+        super().__init__()
+        self.modes = modes
+        scale = 1.0 / (channels * channels)
+        self.weight = nn.Parameter(scale * torch.rand(channels, channels, modes, dtype=torch.cfloat))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, N) -> (B, C, N)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x_ft = torch.fft.rfft(x.float())
+            mixed = torch.einsum("bix,iox->box", x_ft[..., : self.modes], self.weight)
+            out_ft = F.pad(mixed, (0, x_ft.shape[-1] - self.modes))
+            return torch.fft.irfft(out_ft, n=x.shape[-1])
+
+    def flops(self) -> int:
+        channels = self.weight.shape[0]
+        return channels * channels * self.modes  # one complex multiply-add per weight, as fvcore's einsum
+
+
+@register("time_embedder", "fno")
+class FnoTimeEmbedder(nn.Module):
+    """MPDiT's MixedFNO time embedding: the grid linspace(-1, 1, 32) + t lifted to 32 channels, n layers of
+    SpectralConv1d + pointwise Conv1d (GELU between layers), mean over the grid, Linear(32 -> D)."""
+
+    def __init__(self, hidden_size: int, num_layers: int = 3, width: int = 32, grid_size: int = 32, modes: int = 16):
+        super().__init__()
+        self.register_buffer("grid", torch.linspace(-1.0, 1.0, grid_size), persistent=False)
+        self.lift = nn.Linear(1, width)
+        self.spectral = nn.ModuleList(SpectralConv1d(width, modes) for _ in range(num_layers))
+        self.pointwise = nn.ModuleList(nn.Conv1d(width, width, 1) for _ in range(num_layers))
+        self.out = nn.Linear(width, hidden_size)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        x = self.lift((self.grid[None] + t.float()[:, None]).unsqueeze(-1))  # (B, N) -> (B, N, W)
+        x = x.transpose(1, 2)  # (B, W, N)
+        for i, (spectral, pointwise) in enumerate(zip(self.spectral, self.pointwise)):
+            x = spectral(x) + pointwise(x)
+            if i < len(self.spectral) - 1:
+                x = F.gelu(x)
+        return self.out(x.mean(dim=-1).to(self.out.weight.dtype))
+
+    def flops(self) -> int:
+        n, width = self.grid.numel(), self.lift.out_features
+        per_layer = self.spectral[0].flops() + flops.linear(n, width, width)
+        return (flops.linear(n, 1, width) + len(self.spectral) * per_layer
+                + flops.linear(1, width, self.out.out_features))

@@ -1,0 +1,216 @@
+"""Model configuration: one validated dataclass builds every model of the suite.
+
+Values come from presets, YAML files and ``--set key=value`` overrides; all of them pass through
+``ModelConfig.from_dict``, which refuses bad input with a message naming the source, the key, the value
+and what is allowed, before any model is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from mpdit_bench import registry
+
+
+class ConfigError(ValueError):
+    """Bad configuration input; the message names the source, key, value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str, source: str | None = None):
+        self.key, self.value, self.allowed, self.source = key, value, allowed, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}key {key!r} = {value!r} is invalid; allowed: {allowed}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that defines a model. Levels run coarse to fine; one level is an isotropic DiT."""
+
+    depths: tuple[int, ...] = (28,)
+    patch_sizes: tuple[int, ...] = (2,)
+    refine_depth: int | None = None  # k: shorthand for two levels, depths = (total - k, k)
+    hidden_size: int = 1152
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    upsample: str = "linear"
+    time_embedder: str = "mlp"
+    time_embedder_layers: int = 2
+    class_tokens: int = 0  # m; 0 means DiT's label embedding added into the modulation input
+    modulation: str = "per_block"
+    learn_sigma: bool = False
+    in_channels: int = 4
+    num_classes: int = 1000
+    input_size: int = 32  # latent side (256 px image / 8)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str | None = None) -> "ModelConfig":
+        """Type-check and validate ``values`` (unknown keys refused); raises ConfigError."""
+        kwargs = {}
+        for key, value in values.items():
+            if key not in _FIELD_TYPES:
+                raise ConfigError(key, value, "one of the keys " + ", ".join(_FIELD_TYPES), source)
+            kwargs[key] = _coerce(key, value, _FIELD_TYPES[key], source)
+        return _validated(cls(**kwargs), source)
+
+    def replace(self, source: str | None = None, **overrides: Any) -> "ModelConfig":
+        """A new validated config with ``overrides`` applied on top of this one."""
+        values = self.to_dict()
+        if "refine_depth" in overrides or "depths" in overrides:
+            values["refine_depth"] = None
+        values.update(overrides)
+        return ModelConfig.from_dict(values, source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    def config_hash(self) -> str:
+        """Stable short hash of the resolved config (used for run ids)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    # ---- derived geometry -----------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return sum(self.depths)
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.patch_sizes)
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels * 2 if self.learn_sigma else self.in_channels
+
+    def grid(self, level: int) -> int:
+        """Token grid side at ``level`` (0 = coarsest)."""
+        return self.input_size // self.patch_sizes[level]
+
+
+_FIELD_TYPES: dict[str, str] = {
+    "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
+    "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
+    "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
+    "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
+    "input_size": "int",
+}
+assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(ModelConfig)}
+
+_TYPE_WORDS = {"int": "an integer", "optional_int": "an integer or null", "float": "a number",
+               "str": "a string", "bool": "true or false", "int_list": "a list of integers, e.g. [4,2]"}
+
+
+def _coerce(key: str, value: Any, kind: str, source: str | None) -> Any:
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    ok = {
+        "int": is_int(value),
+        "optional_int": value is None or is_int(value),
+        "float": is_int(value) or isinstance(value, float),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int_list": isinstance(value, (list, tuple)) and all(is_int(v) for v in value),
+    }[kind]
+    if not ok:
+        raise ConfigError(key, value, _TYPE_WORDS[kind], source)
+    if kind == "int_list":
+        return tuple(value)
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
+    def fail(key: str, allowed: str, value: Any = None) -> None:
+        raise ConfigError(key, getattr(cfg, key) if value is None else value, allowed, source)
+
+    for key in ("hidden_size", "num_heads", "in_channels", "num_classes", "input_size",
+                "time_embedder_layers"):
+        if getattr(cfg, key) < 1:
+            fail(key, "an integer >= 1")
+    if cfg.class_tokens < 0:
+        fail("class_tokens", "an integer >= 0 (0 = label embedding in the modulation, m >= 1 = m prefix tokens)")
+    if cfg.mlp_ratio <= 0:
+        fail("mlp_ratio", "a number > 0")
+    if cfg.hidden_size % cfg.num_heads:
+        fail("num_heads", f"a divisor of hidden_size={cfg.hidden_size}")
+    if cfg.hidden_size % 4:
+        fail("hidden_size", "a multiple of 4 (2-D sin-cos position embedding)")
+    for key, kind in (("upsample", "upsample"), ("time_embedder", "time_embedder"),
+                      ("modulation", "modulation")):
+        if getattr(cfg, key) not in registry.names(kind):
+            fail(key, ", ".join(registry.names(kind)))
+
+    patches, depths = cfg.patch_sizes, cfg.depths
+    if not patches:
+        fail("patch_sizes", "a non-empty list of patch sizes, coarse first, e.g. [4,2]")
+    if any(p < 1 for p in patches):
+        fail("patch_sizes", "positive integers")
+    if any(a <= b for a, b in zip(patches, patches[1:])):
+        fail("patch_sizes", "strictly decreasing patch sizes (each level finer than the last), e.g. [8,4,2]")
+    for coarse, fine in zip(patches, patches[1:]):
+        if coarse % fine:
+            fail("patch_sizes", f"each patch size a multiple of the next ({coarse} is not a multiple of {fine})")
+    for p in patches:
+        if cfg.input_size % p:
+            fail("patch_sizes", f"patch sizes dividing the latent side input_size={cfg.input_size}")
+
+    if cfg.refine_depth is not None:
+        k, total = cfg.refine_depth, sum(depths)
+        if len(patches) != 2:
+            fail("refine_depth", f"only with two levels (patch_sizes={list(patches)}); set depths instead")
+        if not 1 <= k < total:
+            fail("refine_depth", f"an integer in [1, {total - 1}] (total depth {total})")
+        depths = (total - k, k)
+        cfg = dataclasses.replace(cfg, depths=depths, refine_depth=None)
+    if len(depths) != len(patches):
+        fail("depths", f"one block count per level: {len(patches)} value(s) to match patch_sizes={list(patches)}")
+    if any(d < 1 for d in depths):
+        fail("depths", "positive block counts for every level")
+    return cfg
+
+
+# ---- overrides and files ---------------------------------------------------------------------------
+def parse_set(items: Iterable[str], source: str = "--set") -> dict[str, Any]:
+    """Parse repeated ``key=value`` strings; values are read as YAML (``[4,2]``, ``4,2``, ``true``)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(item, item, "key=value, e.g. --set refine_depth=4", source)
+        raw = raw.strip()
+        if raw.startswith("(") and raw.endswith(")"):
+            raw = "[" + raw[1:-1] + "]"
+        elif "," in raw and not raw.startswith("["):
+            raw = "[" + raw + "]"
+        try:
+            out[key] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as err:
+            raise ConfigError(key, raw, f"a YAML value ({err.__class__.__name__})", source) from None
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with the safe loader; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("path", str(path), "an existing YAML file", str(path))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError("(file)", str(path), f"valid YAML: {err}", str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("(top level)", type(data).__name__, "a mapping of keys to values", str(path))
+    return data
+
+
+__all__ = ["ConfigError", "ModelConfig", "parse_set", "load_yaml"]

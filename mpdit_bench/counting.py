@@ -1,0 +1,113 @@
+"""Parameters and GFLOPs of any configuration, counted four ways.
+
+- ``gflops``: fvcore's FlopCountAnalysis with attention written as explicit matmuls (one multiply-add =
+  one FLOP, batch 1), the way DiT reported its numbers. Independent of fused attention at run time.
+- ``gflops_analytic``: the closed form each component owns (``module.flops()``); must agree with fvcore.
+- ``gflops_paper_convention``: how the MPDiT paper's table was produced: multiply-adds of all Linear/Conv
+  layers plus (blocks x 2 x N^2 x D) with N the finest level's token count, i.e. attention charged as if
+  every block attended over the fine grid. Labelled as such, never reported as the true count.
+- ``gmacs_ptflops``: ptflops' aten backend, an independent cross-check.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from contextlib import redirect_stdout
+
+import torch
+from torch import nn
+
+from mpdit_bench.config import ModelConfig
+from mpdit_bench.models.blocks import explicit_attention
+from mpdit_bench.models.multipatch import MultiPatchDiT
+
+
+def example_inputs(cfg: ModelConfig, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, cfg.in_channels, cfg.input_size, cfg.input_size, generator=g)
+    return x, torch.full((batch,), 0.5), torch.zeros(batch, dtype=torch.long)
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(all parameters including frozen position tables, trainable parameters)."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+
+def fvcore_flops(model: nn.Module, inputs: tuple) -> int:
+    from fvcore.nn import FlopCountAnalysis
+
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with explicit_attention(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(model, inputs)
+        analysis.unsupported_ops_warnings(False)
+        analysis.uncalled_modules_warnings(False)
+        return int(analysis.total())
+
+
+def linear_conv_macs(model: nn.Module, inputs: tuple) -> int:
+    """Multiply-adds of every Linear and Conv layer in one forward pass, measured with hooks."""
+    total = 0
+
+    def hook(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += out.numel() // out.shape[-1] * module.in_features * module.out_features
+        elif isinstance(module, nn.ConvTranspose2d):
+            total += args[0].numel() // module.in_channels * module.weight[0].numel() * module.out_channels
+        else:  # Conv1d / Conv2d
+            total += out.numel() * module.weight[0].numel() // module.groups
+
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layers)]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def paper_convention_flops(model: MultiPatchDiT, inputs: tuple) -> int:
+    cfg = model.cfg
+    fine_tokens = cfg.grid(-1) ** 2
+    return linear_conv_macs(model, inputs) + cfg.depth * 2 * fine_tokens ** 2 * cfg.hidden_size
+
+
+def ptflops_macs(model: nn.Module, inputs: tuple) -> int | None:
+    """ptflops' aten-backend count, or None when ptflops cannot trace the model."""
+    from ptflops import get_model_complexity_info
+
+    x, t, y = inputs
+    try:
+        with explicit_attention(), redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            macs, _ = get_model_complexity_info(
+                model, tuple(x.shape[1:]), input_constructor=lambda _: {"x": x, "t": t, "y": y},
+                as_strings=False, print_per_layer_stat=False, backend="aten")
+    except Exception:  # a cross-check only: its failure must not hide the main count
+        return None
+    return None if macs is None else int(macs)
+
+
+def count(model: MultiPatchDiT, cross_check: bool = True) -> dict:
+    """All counts for one built model at batch 1."""
+    cfg = model.cfg
+    model.eval()
+    inputs = example_inputs(cfg)
+    params, trainable = param_counts(model)
+    ptf = ptflops_macs(model, inputs) if cross_check else None
+    return {
+        "resolution": cfg.input_size * 8,
+        "input_size": cfg.input_size,
+        "params": params,
+        "params_trainable": trainable,
+        "gflops": fvcore_flops(model, inputs) / 1e9,
+        "gflops_analytic": model.flops() / 1e9,
+        "gflops_paper_convention": paper_convention_flops(model, inputs) / 1e9,
+        "gmacs_ptflops": None if ptf is None else ptf / 1e9,
+    }

@@ -1,0 +1,134 @@
+"""Named model configurations (timm-style) and the figures the papers published for them.
+
+Published numbers live here and nowhere else. ``paper`` figures are for 256 px (latent 32x32x4).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mpdit_bench.config import ConfigError, ModelConfig
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """What a paper printed for a preset at 256 px; None where it printed nothing."""
+
+    params_m: float | None
+    gflops: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    config: ModelConfig
+    description: str
+    paper: PaperFigures | None = None
+
+
+_PRESETS: dict[str, Preset] = {}
+ALIASES = {"b": "MPDiT-B", "l": "MPDiT-L", "xl": "MPDiT-XL"}
+
+
+def register_model(name: str, description: str, paper: PaperFigures | None = None
+                   ) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+    """Decorator: the function returns the preset's config values."""
+
+    def add(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        if name in _PRESETS:
+            raise ValueError(f"model preset {name!r} registered twice")
+        _PRESETS[name] = Preset(name, ModelConfig.from_dict(fn(), source=f"preset {name}"), description, paper)
+        return fn
+
+    return add
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Preset names matching a shell-style pattern (case-insensitive), in registration order."""
+    return [n for n in _PRESETS if fnmatch.fnmatch(n.lower(), pattern.lower())]
+
+
+def get_preset(name: str) -> Preset:
+    key = ALIASES.get(name.lower(), name)
+    for preset_name, preset in _PRESETS.items():
+        if preset_name.lower() == key.lower():
+            return preset
+    raise ConfigError("model", name, "a preset name from `mpdit-bench models` ("
+                      + ", ".join(_PRESETS) + ") or a shorthand " + ", ".join(ALIASES))
+
+
+def model_config(name: str, resolution: int | None = None, **overrides: Any) -> ModelConfig:
+    """The preset's config with ``overrides`` applied; ``resolution`` (px) sets the latent side (px / 8)."""
+    if resolution is not None:
+        if resolution % 8:
+            raise ConfigError("resolution", resolution, "a multiple of 8 pixels, e.g. 256 or 512")
+        overrides = {"input_size": resolution // 8, **overrides}
+    return get_preset(name).config.replace(source=f"model {name} overrides", **overrides)
+
+
+def paper_figures(name: str, cfg: ModelConfig) -> PaperFigures | None:
+    """Published figures, only when ``cfg`` is exactly the published preset."""
+    preset = get_preset(name)
+    return preset.paper if preset.paper is not None and cfg == preset.config else None
+
+
+# ---- DiT / SiT: isotropic, per-block adaLN-Zero, label embedding, learned sigma --------------------------
+_DIT_SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
+_TABLE3 = "MPDiT Table 3"
+_DIT_PAPER = {
+    "DiT-B/2": PaperFigures(130.0, 23.0, _TABLE3),
+    "SiT-B/2": PaperFigures(130.0, 23.02, _TABLE3),
+    "DiT-XL/2": PaperFigures(675.0, 118.66, "MPDiT Table 1"),
+    "SiT-XL/2": PaperFigures(675.0, 118.66, "MPDiT Table 1"),
+}
+
+
+def _dit(size: str, patch: int) -> dict[str, Any]:
+    dim, depth, heads = _DIT_SIZES[size]
+    return dict(depths=[depth], patch_sizes=[patch], hidden_size=dim, num_heads=heads, learn_sigma=True,
+                modulation="per_block", time_embedder="mlp", time_embedder_layers=2, class_tokens=0)
+
+
+for _family, _what in (("DiT", "original DiT"), ("SiT", "SiT (same network as DiT)")):
+    for _size in _DIT_SIZES:
+        for _patch in (2, 4, 8):
+            _name = f"{_family}-{_size}/{_patch}"
+            register_model(_name, f"{_what}, isotropic p={_patch}", _DIT_PAPER.get(_name))(
+                lambda s=_size, p=_patch: _dit(s, p))
+
+
+# ---- Table 3 chain: DiT -> shared AdaIN -> class tokens -> FNO time (= DiT dagger) -> MPDiT ----------------
+_CHAIN_PAPER = {
+    "DiT-B/2+shared": PaperFigures(90.3, 22.9, _TABLE3),
+    "DiT-B/2+shared+tokens": PaperFigures(101.9, 24.3, _TABLE3),
+    "DiT-B/2+shared+tokens+fno": PaperFigures(101.2, 24.3, _TABLE3),
+}
+_CHAIN = (
+    ("+shared", "shared AdaIN, time and class combined as in DiT",
+     dict(modulation="shared")),
+    ("+shared+tokens", "shared AdaIN, m=16 class tokens",
+     dict(modulation="shared", class_tokens=16)),
+    ("+shared+tokens+fno", "shared AdaIN, m=16 class tokens, FNO x3 time embedding (DiT dagger)",
+     dict(modulation="shared", class_tokens=16, time_embedder="fno", time_embedder_layers=3)),
+)
+for _size in ("B", "XL"):
+    for _suffix, _what, _changes in _CHAIN:
+        _name = f"DiT-{_size}/2{_suffix}"
+        # The chain moves toward MPDiT, which predicts 4 channels (no learned sigma).
+        register_model(_name, _what, _CHAIN_PAPER.get(_name))(
+            lambda s=_size, c=_changes: {**_dit(s, 2), "learn_sigma": False, **c})
+
+
+# ---- MPDiT: (4, 2) hierarchy, k = 6 refine blocks --------------------------------------------------------
+_MPDIT = {"B": (768, (6, 6), 12, PaperFigures(104.8, 16.6, _TABLE3)),
+          "L": (1024, (18, 6), 16, None),
+          "XL": (1152, (22, 6), 16, PaperFigures(481.2, 59.3, "MPDiT Table 1"))}
+for _size, (_dim, _depths, _heads, _paper) in _MPDIT.items():
+    register_model(f"MPDiT-{_size}", f"MPDiT, patches (4, 2), depths {_depths}", _paper)(
+        lambda d=_dim, ds=_depths, h=_heads: dict(
+            depths=list(ds), patch_sizes=[4, 2], hidden_size=d, num_heads=h, learn_sigma=False,
+            modulation="shared", class_tokens=16, time_embedder="fno", time_embedder_layers=3,
+            upsample="linear"))

@@ -1,0 +1,47 @@
+"""Counting a named model with overrides, as plain dicts for the CLI, sweeps and reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mpdit_bench.counting import count
+from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
+
+
+def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | None = None,
+                cross_check: bool = True) -> dict[str, Any]:
+    """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset."""
+    cfg = model_config(name, resolution, **(overrides or {}))
+    torch.manual_seed(0)
+    result = count(build_model(cfg), cross_check=cross_check)
+    paper = paper_figures(name, cfg)
+    return {
+        "model": get_preset(name).name,
+        **result,
+        "paper_params": paper.params_m if paper else None,
+        "paper_gflops": paper.gflops if paper else None,
+        "paper_source": paper.source if paper else None,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.config_hash(),
+    }
+
+
+def preset_rows(pattern: str = "*", resolution: int = 256) -> list[dict[str, Any]]:
+    """Params and analytic GFLOPs of every matching preset, built on the meta device (no memory, no init)."""
+    rows = []
+    for name in list_models(pattern):
+        cfg = model_config(name, resolution)
+        with torch.device("meta"):
+            model = build_model(cfg)
+        paper = paper_figures(name, cfg)
+        rows.append({
+            "model": name, **{k: cfg.to_dict()[k] for k in ("patch_sizes", "depths", "hidden_size", "class_tokens",
+                                                           "time_embedder", "modulation")},
+            "params": sum(p.numel() for p in model.parameters()),
+            "gflops_analytic": model.flops() / 1e9,
+            "paper_params": paper.params_m if paper else None,
+            "paper_gflops": paper.gflops if paper else None,
+        })
+    return rows
