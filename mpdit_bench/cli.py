@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mpdit_bench.config import ConfigError, parse_set
@@ -21,12 +22,18 @@ SetOption = typer.Option(None, "--set", help="Config override key=value (repeata
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    """Report bad input on stderr (unwrapped, no markup: messages quote values like [4, 2]) and exit."""
+    err_console.print("[bold red]error:[/]", escape(message), soft_wrap=True)
     raise typer.Exit(code)
 
 
 def _fmt(value: Optional[float], digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _published(value: Optional[float]) -> str:
+    """A paper's figure at the precision it was printed."""
+    return "-" if value is None else f"{value:g}"
 
 
 @app.command()
@@ -44,14 +51,13 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
         for row in rows:
             print(json.dumps(row))
         return
-    table = Table(title=f"mpdit-bench presets at {resolution} px")
-    for col in ("model", "patches", "depths", "D", "m", "time", "modulation", "params (M)", "GFLOPs",
-                "paper params", "paper GFLOPs"):
-        table.add_column(col, justify="right" if col[0].isupper() or "params" in col or "GFLOPs" in col else "left")
+    table = Table(title=f"mpdit-bench presets at {resolution} px (GFLOPs: true count, batch 1)")
+    for col in ("model", "patches", "depths", "D", "m", "params M", "GFLOPs", "paper params M", "paper GFLOPs"):
+        table.add_column(col, justify="left" if col in ("model", "patches", "depths") else "right")
     for r in rows:
-        table.add_row(r["model"], str(r["patch_sizes"]), str(r["depths"]), str(r["hidden_size"]),
-                      str(r["class_tokens"]), r["time_embedder"], r["modulation"], _fmt(r["params"] / 1e6, 1),
-                      _fmt(r["gflops_analytic"]), _fmt(r["paper_params"], 1), _fmt(r["paper_gflops"]))
+        table.add_row(r["model"], ",".join(map(str, r["patch_sizes"])), ",".join(map(str, r["depths"])),
+                      str(r["hidden_size"]), str(r["class_tokens"]), _fmt(r["params"] / 1e6, 1),
+                      _fmt(r["gflops_analytic"]), _published(r["paper_params"]), _published(r["paper_gflops"]))
     console.print(table)
 
 
@@ -75,11 +81,11 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
     table.add_column("quantity")
     table.add_column("ours", justify="right")
     table.add_column("paper", justify="right")
-    table.add_row("params (M)", _fmt(result["params"] / 1e6, 2), _fmt(result["paper_params"], 1))
+    table.add_row("params (M)", _fmt(result["params"] / 1e6, 2), _published(result["paper_params"]))
     table.add_row("trainable params (M)", _fmt(result["params_trainable"] / 1e6, 2), "")
     table.add_row("GFLOPs, true (fvcore, attention counted)", _fmt(result["gflops"], 3), "")
     table.add_row("GFLOPs, analytic", _fmt(result["gflops_analytic"], 3), "")
-    table.add_row("GFLOPs, paper convention", _fmt(result["gflops_paper_convention"], 3), _fmt(result["paper_gflops"]))
+    table.add_row("GFLOPs, paper convention", _fmt(result["gflops_paper_convention"], 3), _published(result["paper_gflops"]))
     table.add_row("GMACs, ptflops cross-check", _fmt(result["gmacs_ptflops"], 3), "")
     console.print(table)
     cfg = result["config"]
@@ -102,7 +108,7 @@ def main() -> None:
     try:
         app()
     except ConfigError as err:  # any command: bad input is reported, not a traceback
-        err_console.print(f"[bold red]error:[/] {err}")
+        err_console.print("[bold red]error:[/]", escape(str(err)), soft_wrap=True)
         sys.exit(2)
 
 

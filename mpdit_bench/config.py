@@ -23,6 +23,7 @@ class ConfigError(ValueError):
     """Bad configuration input; the message names the source, key, value and what is allowed."""
 
     def __init__(self, key: str, value: Any, allowed: str, source: str | None = None):
+        value = list(value) if isinstance(value, tuple) else value  # show lists as the user wrote them
         self.key, self.value, self.allowed, self.source = key, value, allowed, source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}key {key!r} = {value!r} is invalid; allowed: {allowed}")

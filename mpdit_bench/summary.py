@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.counting import count
+from mpdit_bench.counting import build_for_counting, count
 from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
 
 
@@ -14,8 +14,7 @@ def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | No
                 cross_check: bool = True) -> dict[str, Any]:
     """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset."""
     cfg = model_config(name, resolution, **(overrides or {}))
-    torch.manual_seed(0)
-    result = count(build_model(cfg), cross_check=cross_check)
+    result = count(build_for_counting(cfg), cross_check=cross_check)
     paper = paper_figures(name, cfg)
     return {
         "model": get_preset(name).name,

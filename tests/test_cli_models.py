@@ -1,0 +1,50 @@
+"""The `models`, `flops` and `components` commands."""
+
+import json
+
+from typer.testing import CliRunner
+
+from mpdit_bench.cli import app
+
+runner = CliRunner()
+
+
+def test_flops_json_has_every_count_and_the_paper_figures():
+    result = runner.invoke(app, ["flops", "--model", "b", "--json", "--no-cross-check"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)
+    for key in ("model", "resolution", "params", "params_trainable", "gflops", "gflops_paper_convention",
+                "gflops_analytic", "gmacs_ptflops", "paper_gflops", "paper_params", "config", "config_hash"):
+        assert key in r
+    assert r["model"] == "MPDiT-B" and r["params"] == 104_803_760 and r["paper_gflops"] == 16.6
+    assert r["gmacs_ptflops"] is None  # cross-check switched off, reported as absent, not zero
+
+
+def test_flops_accepts_overrides_and_prints_a_table():
+    result = runner.invoke(app, ["flops", "-m", "DiT-S/4", "--set", "patch_sizes=8,4", "--set", "refine_depth=4",
+                                 "--no-cross-check"])
+    assert result.exit_code == 0, result.output
+    assert "paper convention" in result.stdout and "[4, 8]" not in result.stdout
+
+
+def test_flops_refuses_bad_overrides_before_building():
+    result = runner.invoke(app, ["flops", "-m", "b", "--set", "num_heads=7", "--json"])
+    assert result.exit_code == 2
+    assert "num_heads" in result.output and "7" in result.output and "divisor of hidden_size=768" in result.output
+    result = runner.invoke(app, ["flops", "-m", "b", "--set", "heads=8"])
+    assert result.exit_code == 2 and "'heads'" in result.output
+
+
+def test_models_lists_presets_as_json_lines():
+    result = runner.invoke(app, ["models", "MPDiT-*", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["model"] for r in rows] == ["MPDiT-B", "MPDiT-L", "MPDiT-XL"]
+    assert rows[2]["paper_params"] == 481.2
+
+
+def test_components_lists_every_kind():
+    result = runner.invoke(app, ["components"])
+    assert result.exit_code == 0
+    for word in ("upsample", "conv_transpose", "time_embedder", "fno", "modulation", "shared"):
+        assert word in result.stdout
