@@ -59,6 +59,8 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
                       str(r["hidden_size"]), str(r["class_tokens"]), _fmt(r["params"] / 1e6, 1),
                       _fmt(r["gflops_analytic"]), _published(r["paper_params"]), _published(r["paper_gflops"]))
     console.print(table)
+    console.print("paper GFLOPs are as printed; MPDiT's own rows use the paper convention "
+                  "(`mpdit-bench flops --model NAME` shows both counts)", style="dim")
 
 
 @app.command()
