@@ -98,6 +98,29 @@ def components() -> None:
         console.print(f"[bold]{kind}[/]: " + ", ".join(registry.names(kind)))
 
 
+# ---- training, sampling, latents, benchmarks (training issue) ------------------------------------------
+@app.command()
+def train(config: str = typer.Argument(..., help="Run config YAML (sections model, model_overrides, data, train)"),
+          overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
+          out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)")) -> None:
+    """Train (or resume) a flow-matching run; works alone or under torchrun."""
+    from pathlib import Path
+
+    from mpdit_bench.checkpoint import CheckpointError
+    from mpdit_bench.train import TrainingDiverged, load_run_config
+    from mpdit_bench.train import train as run_training
+
+    run_cfg = load_run_config(config, overrides or [])
+    run_dir = Path(out) if out else Path("runs") / Path(config).stem
+    try:
+        summary = run_training(run_cfg, run_dir)
+    except (TrainingDiverged, CheckpointError) as err:
+        fail(str(err), code=1)
+    if summary["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
+        console.print(f"[bold green]done[/] step {summary['final_step']} loss {_fmt(summary['final_loss'], 4)} "
+                      f"in {summary['train_seconds']:.0f} s -> {run_dir}")
+
+
 def main() -> None:
     try:
         app()
