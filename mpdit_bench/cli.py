@@ -121,6 +121,40 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
                       f"in {summary['train_seconds']:.0f} s -> {run_dir}")
 
 
+@app.command()
+def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/last.pt)"),
+           num: int = typer.Option(..., "--num", help="Number of samples"),
+           out: str = typer.Option("samples.npz", "--out", help="ADM-layout .npz; the PNG grid goes beside it"),
+           sampler: Optional[str] = typer.Option(None, help="euler, heun or sde (default: run config, else euler)"),
+           steps: Optional[int] = typer.Option(None, help="Integration steps (default 50)"),
+           cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Guidance scale (1 = none)"),
+           guidance_interval: Optional[str] = typer.Option(None, "--guidance-interval", help="t_lo,t_hi"),
+           seed: Optional[int] = typer.Option(None, help="Seed (per-sample streams)"),
+           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per forward pass"),
+           labels: Optional[str] = typer.Option(None, help="random (ADM), balanced or a class index"),
+           raw_weights: bool = typer.Option(False, "--raw-weights", help="Use the trained weights, not the EMA"),
+           vae: Optional[str] = typer.Option(None, "--vae", help="Local AutoencoderKL folder (latent models)"),
+           device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """Sample a checkpoint into ADM's .npz layout and a PNG grid; works under torchrun."""
+    import os
+
+    from mpdit_bench.checkpoint import CheckpointError
+    from mpdit_bench.sampling import sample_checkpoint
+
+    interval = None
+    if guidance_interval:
+        interval = [float(v) for v in guidance_interval.split(",")] if "," in guidance_interval else guidance_interval
+    label_opt = int(labels) if labels is not None and labels.isdigit() else labels
+    try:
+        path = sample_checkpoint(ckpt, num, out, vae=vae, device=device, sampler=sampler, steps=steps,
+                                 cfg_scale=cfg_scale, guidance_interval=interval, seed=seed, batch_size=batch_size,
+                                 labels=label_opt, use_ema=False if raw_weights else None)
+    except (CheckpointError, FileNotFoundError) as err:
+        fail(str(err), code=1)
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"[bold green]wrote[/] {path} and {path.with_suffix('.png')}")
+
+
 def main() -> None:
     try:
         app()
