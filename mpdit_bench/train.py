@@ -19,6 +19,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -87,12 +88,17 @@ DATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
 }
 
 
+_SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _fill(section: str, given: Any, spec: dict, source: str) -> dict[str, Any]:
     given = {} if given is None else given
     if not isinstance(given, dict):
         raise ConfigError(section, given, "a mapping of keys to values", source)
     out = {}
     for key, value in given.items():
+        if isinstance(value, str) and _SCI.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
         if key not in spec:
             raise ConfigError(f"{section}.{key}", value, "one of the keys " + ", ".join(spec), source)
         if not spec[key][1](value):
@@ -113,7 +119,11 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     overrides = raw.get("model_overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError("model_overrides", overrides, "a mapping of model config keys to values", source)
-    model_config(raw["model"], **overrides)  # validates the preset and every override
+    try:
+        model_config(raw["model"], **overrides)  # validates the preset and every override
+    except ConfigError as err:
+        key = err.key if err.key == "model" else f"model_overrides.{err.key}"
+        raise ConfigError(key, err.value, err.allowed, source) from None
     cfg = {"model": raw["model"], "model_overrides": dict(overrides),
            "data": _fill("data", raw.get("data"), DATA_KEYS, source),
            "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
