@@ -123,7 +123,9 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
 
 @app.command()
 def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/last.pt)"),
-           num: int = typer.Option(..., "--num", help="Number of samples"),
+           num: int = typer.Option(..., "--num", "--num-samples",
+                                   help="Number of samples (under torchrun write --num-samples: torchrun "
+                                        "mistakes --num for its --numa-binding)"),
            out: str = typer.Option("samples.npz", "--out", help="ADM-layout .npz; the PNG grid goes beside it"),
            sampler: Optional[str] = typer.Option(None, help="euler, heun or sde (default: run config, else euler)"),
            steps: Optional[int] = typer.Option(None, help="Integration steps (default 50)"),
