@@ -106,6 +106,65 @@ def components() -> None:
         console.print(f"[bold]{kind}[/]: " + ", ".join(registry.names(kind)))
 
 
+# ---- training, sampling, latents, benchmarks (training issue) ------------------------------------------
+@app.command()
+def train(config: str = typer.Argument(..., help="Run config YAML (sections model, model_overrides, data, train)"),
+          overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
+          out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)")) -> None:
+    """Train (or resume) a flow-matching run; works alone or under torchrun."""
+    from pathlib import Path
+
+    from mpdit_bench.checkpoint import CheckpointError
+    from mpdit_bench.train import TrainingDiverged, load_run_config
+    from mpdit_bench.train import train as run_training
+
+    run_cfg = load_run_config(config, overrides or [])
+    run_dir = Path(out) if out else Path("runs") / Path(config).stem
+    try:
+        summary = run_training(run_cfg, run_dir)
+    except (TrainingDiverged, CheckpointError) as err:
+        fail(str(err), code=1)
+    if summary["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
+        console.print(f"[bold green]done[/] step {summary['final_step']} loss {_fmt(summary['final_loss'], 4)} "
+                      f"in {summary['train_seconds']:.0f} s -> {run_dir}")
+
+
+@app.command()
+def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/last.pt)"),
+           num: int = typer.Option(..., "--num", "--num-samples",
+                                   help="Number of samples (under torchrun write --num-samples: torchrun "
+                                        "mistakes --num for its --numa-binding)"),
+           out: str = typer.Option("samples.npz", "--out", help="ADM-layout .npz; the PNG grid goes beside it"),
+           sampler: Optional[str] = typer.Option(None, help="euler, heun or sde (default: run config, else euler)"),
+           steps: Optional[int] = typer.Option(None, help="Integration steps (default 50)"),
+           cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Guidance scale (1 = none)"),
+           guidance_interval: Optional[str] = typer.Option(None, "--guidance-interval", help="t_lo,t_hi"),
+           seed: Optional[int] = typer.Option(None, help="Seed (per-sample streams)"),
+           batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per forward pass"),
+           labels: Optional[str] = typer.Option(None, help="random (ADM), balanced or a class index"),
+           raw_weights: bool = typer.Option(False, "--raw-weights", help="Use the trained weights, not the EMA"),
+           vae: Optional[str] = typer.Option(None, "--vae", help="Local AutoencoderKL folder (latent models)"),
+           device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """Sample a checkpoint into ADM's .npz layout and a PNG grid; works under torchrun."""
+    import os
+
+    from mpdit_bench.checkpoint import CheckpointError
+    from mpdit_bench.sampling import sample_checkpoint
+
+    interval = None
+    if guidance_interval:
+        interval = [float(v) for v in guidance_interval.split(",")] if "," in guidance_interval else guidance_interval
+    label_opt = int(labels) if labels is not None and labels.isdigit() else labels
+    try:
+        path = sample_checkpoint(ckpt, num, out, vae=vae, device=device, sampler=sampler, steps=steps,
+                                 cfg_scale=cfg_scale, guidance_interval=interval, seed=seed, batch_size=batch_size,
+                                 labels=label_opt, use_ema=False if raw_weights else None)
+    except (CheckpointError, FileNotFoundError) as err:
+        fail(str(err), code=1)
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"[bold green]wrote[/] {path} and {path.with_suffix('.png')}")
+
+
 def main() -> None:
     try:
         app()

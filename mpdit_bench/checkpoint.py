@@ -1,0 +1,85 @@
+"""Checkpoints: everything a run needs to continue bit for bit, written atomically, read safely.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
+``torch.load(weights_only=True)`` reads it without unpickling arbitrary objects:
+
+    format, step, epoch, batch_in_epoch   where training stands (data position = batch within epoch)
+    model, ema, optimizer                 state dicts
+    rng                                   one {cpu, cuda} entry per rank (torch RNG byte tensors)
+    run_config, model_config              the resolved configs (to rebuild the model for sampling)
+    data_info                             what sampling needs about the data (channels, latent stats)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "mpdit-bench-checkpoint-v1"
+REQUIRED = ("format", "step", "model", "model_config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's torch RNG state (CPU, and the CUDA device it uses)."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
+    """torch.save into a temporary file beside ``path``, fsync, then rename over it.
+
+    A crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; truncated, corrupted or foreign files raise CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (truncated or corrupted file?): {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}. Use an earlier checkpoint "
+            f"(checkpoints/step_*.pt) or restart the run.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: key 'format' = {found!r} is not an mpdit-bench checkpoint; allowed: {FORMAT!r}")
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks the keys {missing}; required: {list(REQUIRED)}")
+    return ckpt
+
+
+__all__ = ["CheckpointError", "FORMAT", "load", "rng_state", "save_atomic", "set_rng_state"]

@@ -1,0 +1,304 @@
+"""Sampling from t = 1 (noise) to t = 0 (data): Euler and Heun ODE, Euler-Maruyama SDE, CFG.
+
+The model predicts the velocity v = n - z of the interpolant z_t = (1 - t) z + t n, so the ODE is
+dx/dt = v(x, t), integrated from t = 1 down to t = 0 on a uniform grid of ``steps`` intervals.
+
+Classifier-free guidance: v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) on all channels, the
+conditional and null halves in one forward pass; with ``guidance_interval = (t_lo, t_hi)`` it is
+applied only for t_lo <= t <= t_hi (elsewhere the conditional velocity alone). At w = 1 the null pass
+is skipped, so the result is exactly the conditional model's.
+
+Determinism: sample i draws its label (for ``labels="random"``), its starting noise and its SDE noise
+from its own generator seeded by (seed, i). The output does not depend on the batch size or the
+number of ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from mpdit_bench import checkpoint, distributed
+from mpdit_bench.config import ConfigError, ModelConfig
+
+SAMPLERS = ("euler", "heun", "sde")
+OPTION_DEFAULTS: dict[str, Any] = {"sampler": "euler", "steps": 50, "cfg_scale": 1.0, "guidance_interval": None,
+                                   "seed": 0, "batch_size": 64, "labels": "random", "diffusion_norm": 1.0,
+                                   "use_ema": True}
+
+Velocity = Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor]
+
+
+def check_options(options: dict[str, Any], source: str = "sampling options") -> dict[str, Any]:
+    """Defaults filled, every value checked; raises ConfigError naming the key and what is allowed."""
+    for key in options:
+        if key not in OPTION_DEFAULTS:
+            raise ConfigError(key, options[key], "one of " + ", ".join(OPTION_DEFAULTS), source)
+    o = {**OPTION_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    if o["sampler"] not in SAMPLERS:
+        raise ConfigError("sampler", o["sampler"], ", ".join(SAMPLERS), source)
+    if not (isinstance(o["steps"], int) and o["steps"] >= 1):
+        raise ConfigError("steps", o["steps"], "an integer >= 1", source)
+    if not (isinstance(o["batch_size"], int) and o["batch_size"] >= 1):
+        raise ConfigError("batch_size", o["batch_size"], "an integer >= 1", source)
+    if not isinstance(o["cfg_scale"], (int, float)) or o["cfg_scale"] < 0:
+        raise ConfigError("cfg_scale", o["cfg_scale"], "a number >= 0 (1 = no guidance)", source)
+    gi = o["guidance_interval"]
+    if gi is not None and not (isinstance(gi, (list, tuple)) and len(gi) == 2 and 0 <= gi[0] <= gi[1] <= 1):
+        raise ConfigError("guidance_interval", gi, "null or [t_lo, t_hi] with 0 <= t_lo <= t_hi <= 1", source)
+    if not (o["labels"] in ("random", "balanced") or (isinstance(o["labels"], int) and o["labels"] >= 0)):
+        raise ConfigError("labels", o["labels"], "random (uniform, as ADM), balanced (i mod C) or a class index", source)
+    return o
+
+
+# ---- the model as a velocity field -------------------------------------------------------------------
+def guided_velocity(model: torch.nn.Module, channels: int, null_class: int, cfg_scale: float = 1.0,
+                    interval: Sequence[float] | None = None) -> Velocity:
+    """v(x, t, y) with classifier-free guidance; t is a Python float shared by the batch."""
+
+    def velocity(x: torch.Tensor, t: float, y: torch.Tensor) -> torch.Tensor:
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
+        in_interval = interval is None or interval[0] <= t <= interval[1]
+        if cfg_scale == 1.0 or not in_interval:
+            return model(x, tt, y)[:, :channels]
+        null = torch.full_like(y, null_class)
+        out = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, null]))[:, :channels]  # (2B, C, H, W)
+        cond, uncond = out.chunk(2)
+        return uncond + cfg_scale * (cond - uncond)
+
+    return velocity
+
+
+# ---- integrators ---------------------------------------------------------------------------------------
+def time_grid(steps: int) -> list[float]:
+    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+
+
+def euler(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, **_: Any) -> torch.Tensor:
+    ts = time_grid(steps)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        x = x + (t_next - t) * v(x, t, y)
+    return x
+
+
+def heun(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, **_: Any) -> torch.Tensor:
+    """Heun's second-order method (trapezoidal corrector on every interval)."""
+    ts = time_grid(steps)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        d = v(x, t, y)
+        x_pred = x + (t_next - t) * d
+        x = x + (t_next - t) * 0.5 * (d + v(x_pred, t_next, y))
+    return x
+
+
+def euler_maruyama(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int,
+                   generators: Sequence[torch.Generator] = (), diffusion_norm: float = 1.0) -> torch.Tensor:
+    """Reverse-time SDE with the ODE's marginals, integrated in tau = 1 - t with step h = t - t_next > 0.
+
+    For z_t = (1 - t) z + t n the score is s(x, t) = -E[n | x_t = x] / t with E[n | x] = x + (1 - t) v.
+    With diffusion g(t)^2 = w t (w = ``diffusion_norm``; SiT's "sigma" form):
+
+        drift (in tau):  -v + (g^2 / 2) s = -v - (w / 2) (x + (1 - t) v)
+        diffusion:       g(t) = sqrt(w t)
+        x <- x + h * drift + sqrt(w t h) * xi,  xi ~ N(0, I) from each sample's generator
+
+    The last interval (ending at t = 0) is a plain Euler step without noise."""
+    ts = time_grid(steps)
+    for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
+        vel = v(x, t, y)
+        h = t - t_next
+        if i == steps - 1:
+            x = x - h * vel
+            break
+        drift = -vel - 0.5 * diffusion_norm * (x + (1 - t) * vel)
+        xi = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators]).to(x.device)
+        x = x + h * drift + math.sqrt(diffusion_norm * t * h) * xi
+    return x
+
+
+INTEGRATORS = {"euler": euler, "heun": heun, "sde": euler_maruyama}
+
+
+# ---- per-sample randomness -------------------------------------------------------------------------------
+def sample_generator(seed: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + index * 7_919 + 17) % (2**63 - 1))
+
+
+def make_labels(num: int, num_classes: int, labels: str | int, seed: int) -> torch.Tensor:
+    """(num,) labels: uniform at random (ADM), balanced (i mod C) or one class."""
+    if labels == "balanced":
+        return torch.arange(num) % num_classes
+    if isinstance(labels, int):
+        if labels >= num_classes:
+            raise ConfigError("labels", labels, f"a class index in [0, {num_classes - 1}]")
+        return torch.full((num,), labels, dtype=torch.long)
+    return torch.randint(num_classes, (num,), generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def sample_indices(model: torch.nn.Module, cfg: ModelConfig, indices: Sequence[int], labels: torch.Tensor,
+                   options: dict[str, Any], device: torch.device, on_batch: Callable[[int], None] | None = None
+                   ) -> torch.Tensor:
+    """Samples (len(indices), C, H, W) in model space for global sample ``indices`` with ``labels``."""
+    o = options
+    v = guided_velocity(model, cfg.in_channels, cfg.num_classes, float(o["cfg_scale"]), o["guidance_interval"])
+    shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
+    outs = []
+    for start in range(0, len(indices), o["batch_size"]):
+        rows = list(indices[start:start + o["batch_size"]])
+        gens = [sample_generator(o["seed"], i) for i in rows]
+        x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)  # (B, C, H, W)
+        y = labels[start:start + len(rows)].to(device)
+        x = INTEGRATORS[o["sampler"]](v, x, y, o["steps"], generators=gens, diffusion_norm=o["diffusion_norm"])
+        outs.append(x.float().cpu())
+        if on_batch is not None:
+            on_batch(len(rows))
+    return torch.cat(outs) if outs else torch.empty((0, *shape))
+
+
+# ---- from model space to images ----------------------------------------------------------------------------
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> ADM's uint8 (N, H, W, 3) via clamp(127.5 x + 128); 1 channel repeated."""
+    img = (127.5 * x + 128).clamp(0, 255).to(torch.uint8)
+    if img.shape[1] == 1:
+        img = img.repeat(1, 3, 1, 1)
+    return img.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+class LatentDecoder:
+    """Undo the store's per-channel normalisation and decode with a diffusers AutoencoderKL (local path)."""
+
+    def __init__(self, vae_path: str | Path, mean: Sequence[float], std: Sequence[float], device: torch.device):
+        from diffusers import AutoencoderKL
+
+        if not Path(vae_path).exists():
+            raise FileNotFoundError(f"--vae {vae_path}: no such directory; allowed: a local AutoencoderKL folder "
+                                    "(save_pretrained layout, e.g. sd-vae-ft-ema)")
+        self.vae = AutoencoderKL.from_pretrained(str(vae_path)).to(device).eval()
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.device = device
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.to(self.device) * self.std + self.mean
+        return self.vae.decode(z).sample.float().cpu()  # (B, 3, 8h, 8w) in about [-1, 1]
+
+
+def save_grid(images: np.ndarray, path: str | Path, nrow: int) -> Path:
+    """uint8 (N, H, W, 3) -> one PNG, ``nrow`` images per row, 2-pixel gaps."""
+    from PIL import Image
+
+    n, h, w, _ = images.shape
+    rows = math.ceil(n / nrow)
+    canvas = np.zeros((rows * (h + 2) + 2, nrow * (w + 2) + 2, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, nrow)
+        canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    Image.fromarray(canvas).save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def load_sampling_model(ckpt: dict[str, Any], use_ema: bool, device: torch.device) -> tuple[torch.nn.Module, ModelConfig]:
+    from mpdit_bench.models import build_model
+
+    cfg = ModelConfig.from_dict(ckpt["model_config"], source="checkpoint model_config")
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["ema"] if use_ema and "ema" in ckpt else ckpt["model"])
+    return model.to(device).eval(), cfg
+
+
+def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Path | None = None,
+                      device: str = "auto", grid_max: int = 100, progress: bool = True, **options: Any) -> Path:
+    """Sample ``num`` images from a checkpoint into ADM's .npz (arr_0 uint8 NHWC, arr_1 labels) and a PNG grid.
+
+    Options (see OPTION_DEFAULTS) default to the run config's ``sample`` section, then to the built-in
+    defaults. Under torchrun each rank samples indices rank, rank + world, ...; rank 0 writes the files."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ConfigError("--out", str(out), "a path ending in .npz")
+    if num < 1:
+        raise ConfigError("--num", num, "an integer >= 1")
+    state = checkpoint.load(ckpt)
+    run_defaults = (state.get("run_config") or {}).get("sample") or {}
+    o = check_options({**{k: v for k, v in run_defaults.items() if k in OPTION_DEFAULTS}, **options}, str(ckpt))
+    dinfo = state.get("data_info") or {}
+    if dinfo.get("name") == "latents" and vae is None:
+        raise ConfigError("--vae", None, "a local AutoencoderKL folder: this checkpoint was trained on latents")
+
+    info = distributed.setup(device)
+    try:
+        model, cfg = load_sampling_model(state, o["use_ema"], info.device)
+        del state
+        decoder = (LatentDecoder(vae, dinfo["latent_mean"], dinfo["latent_std"], info.device)
+                   if dinfo.get("name") == "latents" else None)
+        labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
+        mine = list(range(info.rank, num, info.world_size))
+        bar, advance = _progress(progress and info.is_main, len(mine))
+        try:
+            x = sample_indices(model, cfg, mine, labels[mine], o, info.device, advance)
+        finally:
+            if bar is not None:
+                bar.stop()
+        images = np.concatenate([to_uint8(decoder(b)) for b in x.split(o["batch_size"])]) if decoder else to_uint8(x)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(f".{out.stem}.rank{info.rank}.npz")
+        _save_npz(part, images=images, indices=np.asarray(mine, dtype=np.int64))
+        distributed.barrier()
+        if info.is_main:
+            _merge_parts(out, num, labels, info.world_size)
+            nrow = cfg.num_classes if o["labels"] == "balanced" and cfg.num_classes <= 20 else \
+                math.ceil(math.sqrt(min(num, grid_max)))
+            with np.load(out) as f:
+                save_grid(f["arr_0"][:grid_max], out.with_suffix(".png"), nrow)
+        distributed.barrier()
+    finally:
+        distributed.teardown()
+    return out
+
+
+def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
+    merged = None
+    for r in range(world):
+        part = out.with_name(f".{out.stem}.rank{r}.npz")
+        with np.load(part) as f:
+            imgs, idx = f["images"], f["indices"]
+        if merged is None:
+            merged = np.zeros((num, *imgs.shape[1:]), dtype=np.uint8)
+        merged[idx] = imgs
+    _save_npz(out, arr_0=merged, arr_1=labels.numpy().astype(np.int64))
+    for r in range(world):
+        out.with_name(f".{out.stem}.rank{r}.npz").unlink()
+
+
+def _progress(enabled: bool, total: int):
+    """A started rich progress bar and its advance(n) function, or (None, None)."""
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True))
+    task = bar.add_task("sample", total=total)
+    bar.start()
+    return bar, lambda n: bar.advance(task, n)
+
+
+__all__ = ["SAMPLERS", "check_options", "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",
+           "sample_checkpoint", "sample_indices", "save_grid", "to_uint8"]

@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from _tiny import tiny_run
+from mpdit_bench import checkpoint, distributed
+from mpdit_bench.sampling import sample_checkpoint
+from mpdit_bench.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)
+
+
+def _torchrun(*args, nproc=2):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "mpdit_bench", *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_single_process_info_from_env(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    info = distributed.setup("cpu")
+    assert (info.rank, info.local_rank, info.world_size, info.is_main) == (0, 0, 1, True)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE"):
+        distributed.setup("cpu")
+    with pytest.raises(ValueError, match="allowed: auto, cpu, cuda"):
+        distributed.setup("tpu")
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_match_one_process_and_sample_the_same(tmp_path):
+    cfg = tiny_run(steps=4, ckpt_every=4)  # global batch 8: 4 per rank under torchrun
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    train(cfg, tmp_path / "one")
+    _torchrun("train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "two"))
+    one = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")
+    two = checkpoint.load(tmp_path / "two" / "checkpoints" / "last.pt")
+    assert two["world_size"] == 2 and len(two["rng"]) == 2 and two["step"] == 4
+    assert not torch.equal(two["rng"][0]["cpu"], two["rng"][1]["cpu"])  # each rank's own RNG state is kept
+    for key, a in one["model"].items():
+        assert torch.allclose(a, two["model"][key], rtol=1e-5, atol=1e-6), key
+    moved = sum((a - one["ema"][k]).abs().sum() for k, a in two["ema"].items())
+    assert moved < 1e-3
+
+    ckpt = tmp_path / "one" / "checkpoints" / "last.pt"
+    sample_checkpoint(ckpt, 5, tmp_path / "s1.npz", steps=3, cfg_scale=2.0, progress=False)
+    _torchrun("sample", str(ckpt), "--num-samples", "5", "--out", str(tmp_path / "s2.npz"), "--steps", "3",
+              "--cfg-scale", "2", "--device", "cpu")
+    with np.load(tmp_path / "s1.npz") as a, np.load(tmp_path / "s2.npz") as b:
+        assert np.array_equal(a["arr_1"], b["arr_1"])
+        assert np.abs(a["arr_0"].astype(int) - b["arr_0"].astype(int)).max() <= 1
