@@ -13,9 +13,13 @@ from mpdit_bench.models.presets import get_preset, list_models, model_config, pa
 
 
 def build_model(cfg: ModelConfig):
-    """Build the network a validated config describes."""
+    """Build the network a validated config describes (a patch schedule over time makes it PPFlow's)."""
     from mpdit_bench.models.multipatch import MultiPatchDiT
 
+    if cfg.time_patch_sizes:
+        from mpdit_bench.models.schedule import PatchScheduleDiT
+
+        return PatchScheduleDiT(cfg)
     return MultiPatchDiT(cfg)
 
 
