@@ -82,11 +82,34 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
     table.add_row("GFLOPs, paper convention", _fmt(result["gflops_paper_convention"], 3), _fmt(result["paper_gflops"]))
     table.add_row("GMACs, ptflops cross-check", _fmt(result["gmacs_ptflops"], 3), "")
     console.print(table)
+    if "stages" in result:
+        _print_schedule_counts(result)
     cfg = result["config"]
     console.print(f"patches {cfg['patch_sizes']} depths {cfg['depths']} D={cfg['hidden_size']} "
                   f"heads={cfg['num_heads']} m={cfg['class_tokens']} time={cfg['time_embedder']}x"
                   f"{cfg['time_embedder_layers']} modulation={cfg['modulation']} upsample={cfg['upsample']} "
                   f"config hash {result['config_hash']}")
+
+
+def _print_schedule_counts(result: dict) -> None:
+    """PPFlow: the rows above are the finest stage; here every stage and the trajectory average."""
+    table = Table(title="patch schedule over time (suite t: 0 data, 1 noise); rows above = finest stage")
+    for col in ("stage", "patch (rows x cols)", "t range", "time fraction", "tokens", "GFLOPs", "GFLOPs analytic"):
+        table.add_column(col, justify="right")
+    for st in result["stages"]:
+        lo, hi = st["t_range"]
+        table.add_row(str(st["stage"]), st["patch"], f"[{lo:.3g}, {hi:.3g}{']' if hi == 1 else ')'}",
+                      f"{st['time_fraction']:.3f}", str(st["tokens"]), _fmt(st["gflops"], 3),
+                      _fmt(st["gflops_analytic"], 3))
+    console.print(table)
+    console.print(f"expected GFLOPs per evaluation over a trajectory: {result['gflops_expected']:.3f} "
+                  f"(analytic {result['gflops_expected_analytic']:.3f}); relative to the model without the "
+                  f"schedule ({result['reference_gflops']:.3f}): [bold]{result['relative_flops_pct']:.2f} %[/] "
+                  f"(DiT convention: fvcore, attention counted)")
+    if result.get("paper_relative_flops_pct") is not None:
+        console.print(f"paper: {result['paper_relative_flops_pct']:.1f} % as printed, "
+                      f"{result['paper_relative_flops_pct_dit_convention']:.2f} % with DiT's convention; "
+                      f"FID-50k {result['paper_fid50k']}")
 
 
 @app.command()
