@@ -121,6 +121,41 @@ def components() -> None:
         console.print(f"[bold]{kind}[/]: " + ", ".join(registry.names(kind)))
 
 
+# ---- PPFlow: conversion of a trained model to a patch schedule over time ------------------------------------------
+@app.command()
+def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint without a patch schedule (.pt)"),
+            to: str = typer.Option("ppflow", "--to", help="Target: ppflow (patch schedule over time)"),
+            out: str = typer.Option(..., "--out", help="New checkpoint file"),
+            levels: int = typer.Option(2, "--levels", help="Stages: 2 (2p x 2p, p x p) or 3 (adds p x 2p)"),
+            boundaries: Optional[str] = typer.Option(None, help="Stage boundaries in suite t (0 data, 1 noise), "
+                                                                "e.g. 0.5 or 0.5,0.25; default PPFlow's"),
+            model: Optional[str] = typer.Option(None, "--model", "-m", help="Source preset, when the checkpoint "
+                                                                            "has no model_config"),
+            overrides: Optional[list[str]] = SetOption) -> None:
+    """Initialise a PPFlow model from a trained one: patchify average, unpatchify copy, blocks copied."""
+    if to != "ppflow":
+        fail(f"--to {to!r} is invalid; allowed: ppflow")
+    if levels not in (2, 3):
+        fail(f"--levels {levels} is invalid; allowed: 2, 3")
+    from mpdit_bench.convert import convert_checkpoint
+
+    bounds = None
+    if boundaries is not None:
+        try:
+            bounds = [float(b) for b in boundaries.split(",")]
+        except ValueError:
+            fail(f"--boundaries {boundaries!r} is invalid; allowed: numbers in (0, 1), comma separated")
+    try:
+        with console.status(f"converting {checkpoint}"):
+            result = convert_checkpoint(checkpoint, out, levels, model, parse_set(overrides or []), bounds)
+    except ConfigError as err:
+        fail(str(err))
+    cfg = result["model_config"]
+    console.print(f"wrote {result['out']}: {result['tensors']} tensors{' + ema' if result['ema'] else ''}, "
+                  f"patches over t {cfg['time_patch_sizes']} boundaries {cfg['time_boundaries']} "
+                  f"(suite t: 0 data, 1 noise), config hash {result['config_hash']}")
+
+
 def main() -> None:
     try:
         app()

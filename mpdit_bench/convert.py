@@ -49,8 +49,8 @@ def ppflow_config(source: ModelConfig, levels: int = 2, **overrides: Any) -> Mod
         raise ConfigError("time_patch_sizes", list(source.time_patch_sizes),
                           "empty in the source model (it already has a patch schedule)")
     shapes, bounds = default_schedule(levels, source.patch_sizes[0])
-    return source.replace(source="ppflow conversion", time_patch_sizes=shapes, time_boundaries=bounds,
-                          **overrides)
+    values = {"time_patch_sizes": shapes, "time_boundaries": bounds, **overrides}
+    return source.replace(source="ppflow conversion", **values)
 
 
 def _average_patchify(weight: torch.Tensor, k: int) -> torch.Tensor:
@@ -94,8 +94,10 @@ def convert_isotropic_to_ppflow(source: nn.Module | Mapping[str, torch.Tensor], 
             continue
         if key not in src or src[key].shape != like.shape:
             found = None if key not in src else tuple(src[key].shape)
+            brief = {k: base_cfg.to_dict()[k] for k in ("depths", "patch_sizes", "hidden_size", "class_tokens",
+                                                         "modulation", "learn_sigma", "num_classes", "input_size")}
             raise ConfigError(key, found, f"a source tensor of shape {tuple(like.shape)} (is the checkpoint "
-                                          f"the model {base_cfg.to_dict()}?)")
+                                          f"a model with {brief}?)")
         out[key] = src[key].clone()
     for s in range(sched.num_stages - 1):
         fh, fw = sched.merge(s)
