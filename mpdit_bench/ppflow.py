@@ -86,6 +86,27 @@ def guided_velocity(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y:
     return uncond + w.view(-1, 1, 1, 1) * (cond - uncond)
 
 
+# ---- equal training compute ------------------------------------------------------------------------------------
+def training_flops_per_sample(model: torch.nn.Module, proportions: Sequence[float] | None = None) -> float:
+    """Analytic training FLOPs for one sample: 3 x forward (backward ~ 2 x forward), the forward averaged
+    over the stages in the training ``proportions`` (default: the stages' shares of t); any model works."""
+    if not getattr(model.cfg, "time_patch_sizes", ()):
+        return 3.0 * model.flops()
+    sched = as_schedule(model)
+    proportions = sched.fractions() if proportions is None else tuple(proportions)
+    if len(proportions) != sched.num_stages:
+        raise ConfigError("stage_proportions", list(proportions), f"{sched.num_stages} numbers, one per stage")
+    total = float(sum(proportions))
+    return 3.0 * sum(p / total * model.flops(s) for s, p in enumerate(proportions))
+
+
+def equal_compute_steps(reference_steps: int, reference_flops: float, run_flops: float) -> int:
+    """Steps giving a run the reference's training compute at the same batch size."""
+    if reference_steps < 1 or reference_flops <= 0 or run_flops <= 0:
+        raise ConfigError("budget", (reference_steps, reference_flops, run_flops), "positive steps and FLOPs")
+    return max(1, round(reference_steps * reference_flops / run_flops))
+
+
 # ---- Patch n' Pack ------------------------------------------------------------------------------------------
 def block_diagonal_mask(segment_lengths: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
     """(L, L) boolean, True where query and key belong to the same segment (L = sum of lengths)."""
@@ -139,4 +160,5 @@ def forward_packed(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: 
 
 
 __all__ = ["as_schedule", "stage_counts", "sample_stage_times", "guidance_scale_at", "guided_velocity",
+           "training_flops_per_sample", "equal_compute_steps",
            "block_diagonal_mask", "pack", "unpack", "per_token_modulation", "forward_packed"]
