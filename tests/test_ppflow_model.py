@@ -139,25 +139,45 @@ def test_packed_output_equals_unpacked(class_tokens):
                                    model(x, t, y, stage=0), rtol=1e-5, atol=1e-5)
 
 
-def _perturbation_leak(model, monkeypatch=None):
+@pytest.mark.parametrize("class_tokens", [0, 3])
+def test_mixed_stage_batch_runs_packed_in_one_pass(class_tokens, monkeypatch):
+    model = ppf(class_tokens=class_tokens)
+    x, y = inputs(batch=7)
+    t = torch.tensor([0.1, 0.9, 0.3, 0.7, 0.6, 0.4, 0.55])  # stages 2, 0, 1, 0, 0, 1, 0
+    calls = []
+    monkeypatch.setattr(model, "forward_stage", lambda *a, **k: calls.append(a))  # must not be used
+    with torch.no_grad():
+        packed = ppflow.forward_packed(model, x, t, y)
+    assert not calls
+    monkeypatch.undo()
+    with torch.no_grad():
+        torch.testing.assert_close(packed, model(x, t, y), rtol=1e-5, atol=1e-5)
+    # 4 coarse samples (16 tokens) share one 64-token sequence, the two 2x4 ones another (m = 0);
+    # with 3 class tokens per segment only 3 coarse ones fit in 67 tokens.
+    lengths = [16 + class_tokens] * 4 + [32 + class_tokens] * 2 + [64 + class_tokens]
+    assert ppflow.assign_sequences(lengths, 64 + class_tokens)[-1][0] == (2 if class_tokens == 0 else 3)
+
+
+def _perturbation_leak(model, **kw):
     x, y = inputs(batch=4)
     t = torch.tensor([0.9, 0.8, 0.7, 0.6])
     x2 = x.clone()
-    x2[0] += torch.randn_like(x2[0])  # change sample 0 only; samples 0 and 1 share a sequence
+    x2[0] += torch.randn_like(x2[0])  # change sample 0 only; all four share one sequence
     with torch.no_grad():
-        a = ppflow.forward_packed(model, x, t, y, stage=0, per_sequence=2)
-        b = ppflow.forward_packed(model, x2, t, y, stage=0, per_sequence=2)
+        a = ppflow.forward_packed(model, x, t, y, **kw)
+        b = ppflow.forward_packed(model, x2, t, y, **kw)
     assert not torch.allclose(a[0], b[0])
     return (a[1:] - b[1:]).abs().max().item()
 
 
-def test_packed_samples_cannot_see_each_other(monkeypatch):
+@pytest.mark.parametrize("kw", [{}, dict(stage=0, per_sequence=2)], ids=["mixed", "per_sequence"])
+def test_packed_samples_cannot_see_each_other(kw, monkeypatch):
     model = ppf()
-    assert _perturbation_leak(model) == 0.0
-    # The check can fail: without the block-diagonal mask the perturbation reaches the neighbour.
-    monkeypatch.setattr(ppflow, "block_diagonal_mask",
-                        lambda lengths, device="cpu": torch.ones(sum(lengths), sum(lengths), dtype=torch.bool))
-    assert _perturbation_leak(model) > 1e-4
+    assert _perturbation_leak(model, **kw) == 0.0
+    # The check can fail: without the block-diagonal mask the perturbation reaches the neighbours.
+    monkeypatch.setattr(ppflow, "segment_mask", lambda ids: torch.ones(ids.shape[0], 1, ids.shape[1], ids.shape[1],
+                                                                        dtype=torch.bool))
+    assert _perturbation_leak(model, **kw) > 1e-4
 
 
 def test_block_diagonal_mask_and_float_masks_refused():

@@ -163,8 +163,10 @@ class PatchScheduleDiT(MultiPatchDiT):
         return gh * gw
 
     # ---- forward pieces (also used by ppflow.forward_packed) -----------------------------------------
-    def conditioning(self, t: torch.Tensor, y: torch.Tensor, stage: int):
-        """-> (per-block modulation list, final (B, 2, D), class tokens (B, m, D) or None)."""
+    def conditioning(self, t: torch.Tensor, y: torch.Tensor, stage: int | torch.Tensor):
+        """-> (per-block modulation list, final (B, 2, D), class tokens (B, m, D) or None).
+
+        ``stage``: one stage for the batch, or a (B,) tensor of stages (packed mixed batches)."""
         vec, cls = self.class_embed(y)
         c = self.time_embed(t) + self.level_embed.weight[stage]
         if vec is not None:
