@@ -224,3 +224,20 @@ def test_stage_level_guidance():
         uncond = model(x, t, torch.full_like(y, 10))[:, :4]
     torch.testing.assert_close(v[:2], cond[:2], rtol=1e-5, atol=1e-5)  # scale 1: the conditional velocity
     torch.testing.assert_close(v[2:], uncond[2:] + 3 * (cond[2:] - uncond[2:]), rtol=1e-4, atol=1e-5)
+
+
+def test_stage_loss_trains_every_stage_and_packing_gives_the_same_loss():
+    model = ppf(levels=3)
+    x, y = inputs(batch=8)
+    losses = []
+    for packed in (False, True):
+        model.zero_grad()
+        loss = ppflow.stage_flow_matching_loss(model, x, y, [0.5, 0.25, 0.25],
+                                               generator=torch.Generator().manual_seed(3), packed=packed)
+        loss.backward()
+        losses.append(loss.item())
+        for s in range(2):  # each coarse stage's own modules get gradients from its share of the batch
+            assert model.stage_patchify[s].embed.proj.weight.grad.abs().sum() > 0
+            assert model.stage_finals[s].linear.weight.grad.abs().sum() > 0
+        assert model.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
