@@ -60,7 +60,8 @@ def sample_stage_times(batch: int, stages: PatchSchedule | ModelConfig | torch.n
     for stage, n in enumerate(stage_counts(batch, proportions)):
         lo, hi = sched.time_range(stage)
         u = torch.rand(n, generator=generator, device="cpu" if generator is None else generator.device)
-        parts.append(lo + (hi - lo) * u)
+        below_hi = torch.nextafter(torch.tensor(hi), torch.tensor(lo))  # float32 rounding must not reach hi
+        parts.append((lo + (hi - lo) * u).clamp(lo, below_hi))
     return torch.cat(parts).to(device)
 
 

@@ -241,3 +241,11 @@ def test_stage_loss_trains_every_stage_and_packing_gives_the_same_loss():
             assert model.stage_finals[s].linear.weight.grad.abs().sum() > 0
         assert model.patch_embed.proj.weight.grad.abs().sum() > 0
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_stage_times_never_round_into_the_next_stage(monkeypatch):
+    sched = ppf().schedule
+    largest_u = 1 - 2 ** -24  # the largest float32 below 1, which torch.rand may return
+    monkeypatch.setattr(torch, "rand", lambda n, **kw: torch.full((n,), largest_u))
+    t = ppflow.sample_stage_times(4, sched, [0.5, 0.25, 0.25])
+    assert sched.stage_of(t).tolist() == [0, 0, 1, 2]
