@@ -249,3 +249,13 @@ def test_stage_times_never_round_into_the_next_stage(monkeypatch):
     monkeypatch.setattr(torch, "rand", lambda n, **kw: torch.full((n,), largest_u))
     t = ppflow.sample_stage_times(4, sched, [0.5, 0.25, 0.25])
     assert sched.stage_of(t).tolist() == [0, 0, 1, 2]
+
+
+def test_evaluation_fractions_of_a_sampler_grid():
+    sched = ppf().schedule
+    midpoints = (torch.arange(1000) + 0.5) / 1000
+    assert sched.evaluation_fractions(midpoints) == pytest.approx(sched.fractions())
+    euler = torch.linspace(1, 0, 251)[:-1]  # 250 evaluations from t = 1 down, t = 0 never evaluated
+    fractions = sched.evaluation_fractions(euler)
+    assert fractions[0] == pytest.approx(126 / 250)  # t = 1, 0.996, ..., 0.5 inclusive
+    assert sum(fractions) == pytest.approx(1.0)

@@ -73,6 +73,13 @@ class PatchSchedule:
         """Share of a trajectory spent in each stage when sampling steps are uniform in t."""
         return tuple(hi - lo for lo, hi in map(self.time_range, range(self.num_stages)))
 
+    def evaluation_fractions(self, times) -> tuple[float, ...]:
+        """Share of network evaluations in each stage for a sampler that evaluates at ``times`` (e.g. a Heun
+        grid: both evaluations of every step); pass it to ``PatchScheduleDiT.expected_flops``."""
+        counts = torch.bincount(self.stage_of(torch.as_tensor(times, dtype=torch.float64)),
+                                minlength=self.num_stages)
+        return tuple((counts.double() / counts.sum()).tolist())
+
     def stage_of(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) t -> (B,) long stage index: the number of boundaries strictly above t."""
         bounds = torch.tensor(self.boundaries, dtype=torch.float64, device=t.device)
