@@ -90,11 +90,34 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
     table.add_row("GFLOPs, paper convention", _fmt(result["gflops_paper_convention"], 3), _published(result["paper_gflops"]))
     table.add_row("GMACs, ptflops cross-check", _fmt(result["gmacs_ptflops"], 3), "")
     console.print(table)
+    if "stages" in result:
+        _print_schedule_counts(result)
     cfg = result["config"]
     console.print(f"patches {cfg['patch_sizes']} depths {cfg['depths']} D={cfg['hidden_size']} "
                   f"heads={cfg['num_heads']} m={cfg['class_tokens']} time={cfg['time_embedder']}x"
                   f"{cfg['time_embedder_layers']} modulation={cfg['modulation']} upsample={cfg['upsample']} "
                   f"config hash {result['config_hash']}")
+
+
+def _print_schedule_counts(result: dict) -> None:
+    """PPFlow: the rows above are the finest stage; here every stage and the trajectory average."""
+    table = Table(title="patch schedule over time (suite t: 0 data, 1 noise); rows above = finest stage")
+    for col in ("stage", "patch (rows x cols)", "t range", "time fraction", "tokens", "GFLOPs", "GFLOPs analytic"):
+        table.add_column(col, justify="right")
+    for st in result["stages"]:
+        lo, hi = st["t_range"]
+        table.add_row(str(st["stage"]), st["patch"], f"[{lo:.3g}, {hi:.3g}{']' if hi == 1 else ')'}",
+                      f"{st['time_fraction']:.3f}", str(st["tokens"]), _fmt(st["gflops"], 3),
+                      _fmt(st["gflops_analytic"], 3))
+    console.print(table)
+    console.print(f"expected GFLOPs per evaluation over a trajectory: {result['gflops_expected']:.3f} "
+                  f"(analytic {result['gflops_expected_analytic']:.3f}); relative to the model without the "
+                  f"schedule ({result['reference_gflops']:.3f}): [bold]{result['relative_flops_pct']:.2f} %[/] "
+                  f"(DiT convention: fvcore, attention counted)")
+    if result.get("paper_relative_flops_pct") is not None:
+        console.print(f"paper: {result['paper_relative_flops_pct']:.1f} % as printed, "
+                      f"{result['paper_relative_flops_pct_dit_convention']:.2f} % with DiT's convention; "
+                      f"FID-50k {result['paper_fid50k']}")
 
 
 @app.command()
@@ -163,6 +186,41 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
         fail(str(err), code=1)
     if os.environ.get("RANK", "0") == "0":
         console.print(f"[bold green]wrote[/] {path} and {path.with_suffix('.png')}")
+
+
+# ---- PPFlow: conversion of a trained model to a patch schedule over time ------------------------------------------
+@app.command()
+def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint without a patch schedule (.pt)"),
+            to: str = typer.Option("ppflow", "--to", help="Target: ppflow (patch schedule over time)"),
+            out: str = typer.Option(..., "--out", help="New checkpoint file"),
+            levels: int = typer.Option(2, "--levels", help="Stages: 2 (2p x 2p, p x p) or 3 (adds p x 2p)"),
+            boundaries: Optional[str] = typer.Option(None, help="Stage boundaries in suite t (0 data, 1 noise), "
+                                                                "e.g. 0.5 or 0.5,0.25; default PPFlow's"),
+            model: Optional[str] = typer.Option(None, "--model", "-m", help="Source preset, when the checkpoint "
+                                                                            "has no model_config"),
+            overrides: Optional[list[str]] = SetOption) -> None:
+    """Initialise a PPFlow model from a trained one: patchify average, unpatchify copy, blocks copied."""
+    if to != "ppflow":
+        fail(f"--to {to!r} is invalid; allowed: ppflow")
+    if levels not in (2, 3):
+        fail(f"--levels {levels} is invalid; allowed: 2, 3")
+    from mpdit_bench.convert import convert_checkpoint
+
+    bounds = None
+    if boundaries is not None:
+        try:
+            bounds = [float(b) for b in boundaries.split(",")]
+        except ValueError:
+            fail(f"--boundaries {boundaries!r} is invalid; allowed: numbers in (0, 1), comma separated")
+    try:
+        with console.status(f"converting {checkpoint}"):
+            result = convert_checkpoint(checkpoint, out, levels, model, parse_set(overrides or []), bounds)
+    except ConfigError as err:
+        fail(str(err))
+    cfg = result["model_config"]
+    console.print(f"wrote {result['out']}: {result['tensors']} tensors{' + ema' if result['ema'] else ''}, "
+                  f"patches over t {cfg['time_patch_sizes']} boundaries {cfg['time_boundaries']} "
+                  f"(suite t: 0 data, 1 noise), config hash {result['config_hash']}")
 
 
 def main() -> None:

@@ -48,6 +48,11 @@ class ModelConfig:
     in_channels: int = 4
     num_classes: int = 1000
     input_size: int = 32  # latent side (256 px image / 8)
+    # PPFlow's patch schedule over sampling time (empty = none). Patch shapes "RxC" (rows x columns),
+    # coarse (noisy, large t) first; they replace the first level's patch per stage. Boundaries are in
+    # the suite's t (0 data, 1 noise), strictly decreasing: stage s holds b_s <= t < b_(s-1).
+    time_patch_sizes: tuple[str, ...] = ()
+    time_boundaries: tuple[float, ...] = ()
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -74,7 +79,11 @@ class ModelConfig:
 
     def config_hash(self) -> str:
         """Stable short hash of the resolved config (used for run ids)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        values = self.to_dict()
+        for key in ("time_patch_sizes", "time_boundaries"):  # keep hashes of schedule-free configs unchanged
+            if not values[key]:
+                del values[key]
+        blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     # ---- derived geometry -----------------------------------------------------------------------
@@ -100,12 +109,36 @@ _FIELD_TYPES: dict[str, str] = {
     "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
     "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
     "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
-    "input_size": "int",
+    "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
 }
 assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(ModelConfig)}
 
 _TYPE_WORDS = {"int": "an integer", "optional_int": "an integer or null", "float": "a number",
-               "str": "a string", "bool": "true or false", "int_list": "a list of integers, e.g. [4,2]"}
+               "str": "a string", "bool": "true or false", "int_list": "a list of integers, e.g. [4,2]",
+               "float_list": "a list of numbers, e.g. [0.5, 0.25]",
+               "patch_shape_list": 'a list of patch shapes "RxC" (rows x columns), [R, C] or an integer, '
+                                   'e.g. ["4x4", "2x4", "2x2"]'}
+
+
+def parse_patch_shape(value: Any) -> tuple[int, int] | None:
+    """(rows, cols) from 4, "2x4" or [2, 4]; None when ``value`` is none of these."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if is_int(value):
+        return value, value
+    if isinstance(value, str):
+        rows, sep, cols = value.lower().partition("x")
+        if sep and rows.strip().isdigit() and cols.strip().isdigit():
+            return int(rows), int(cols)
+        return None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(is_int(v) for v in value):
+        return value[0], value[1]
+    return None
+
+
+def patch_shape_name(shape: tuple[int, int]) -> str:
+    return f"{shape[0]}x{shape[1]}"
 
 
 def _coerce(key: str, value: Any, kind: str, source: str | None) -> Any:
@@ -119,11 +152,19 @@ def _coerce(key: str, value: Any, kind: str, source: str | None) -> Any:
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
         "int_list": isinstance(value, (list, tuple)) and all(is_int(v) for v in value),
+        "float_list": isinstance(value, (list, tuple))
+        and all(is_int(v) or isinstance(v, float) for v in value),
+        "patch_shape_list": isinstance(value, (list, tuple))
+        and all(parse_patch_shape(v) is not None for v in value),
     }[kind]
     if not ok:
         raise ConfigError(key, value, _TYPE_WORDS[kind], source)
     if kind == "int_list":
         return tuple(value)
+    if kind == "float_list":
+        return tuple(float(v) for v in value)
+    if kind == "patch_shape_list":  # canonical "RxC" strings: hashable, JSON and YAML friendly
+        return tuple(patch_shape_name(parse_patch_shape(v)) for v in value)
     if kind == "float":
         return float(value)
     return value
@@ -176,7 +217,44 @@ def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
         fail("depths", f"one block count per level: {len(patches)} value(s) to match patch_sizes={list(patches)}")
     if any(d < 1 for d in depths):
         fail("depths", "positive block counts for every level")
+    _validate_time_schedule(cfg, fail)
     return cfg
+
+
+def _validate_time_schedule(cfg: ModelConfig, fail) -> None:
+    """PPFlow's schedule: shapes coarse first, ending at the first level's patch; boundaries decreasing in (0, 1)."""
+    shapes = [parse_patch_shape(s) for s in cfg.time_patch_sizes]
+    bounds = cfg.time_boundaries
+    if not shapes:
+        if bounds:
+            fail("time_boundaries", "empty when time_patch_sizes is empty (no patch schedule)")
+        return
+    base = cfg.patch_sizes[0]
+    if len(shapes) < 2:
+        fail("time_patch_sizes", 'at least two stages, coarse first, e.g. ["4x4", "2x2"] (or [] for none)')
+    if shapes[-1] != (base, base):
+        fail("time_patch_sizes", f'a last (least noisy) stage equal to the first level\'s patch "{base}x{base}" '
+                                 f"(patch_sizes={list(cfg.patch_sizes)})")
+    for rows, cols in shapes:
+        if rows % base or cols % base or rows < 1 or cols < 1:
+            fail("time_patch_sizes", f"patch sides that are positive multiples of patch_sizes[0]={base}")
+        if cfg.input_size % rows or cfg.input_size % cols:
+            fail("time_patch_sizes", f"patch sides dividing the latent side input_size={cfg.input_size}")
+        if cfg.num_levels > 1 and rows != cols:
+            fail("time_patch_sizes", "square patches when the model has several levels (MPDiT coarse path)")
+        if cfg.num_levels > 1 and rows % cfg.patch_sizes[1]:
+            fail("time_patch_sizes", f"multiples of the next level's patch {cfg.patch_sizes[1]}")
+    for (r0, c0), (r1, c1) in zip(shapes, shapes[1:]):
+        if r0 < r1 or c0 < c1 or (r0, c0) == (r1, c1):
+            fail("time_patch_sizes", "each stage strictly coarser than the next (coarse/noisy first), "
+                                     'e.g. ["4x4", "2x4", "2x2"]')
+    if len(bounds) != len(shapes) - 1:
+        fail("time_boundaries", f"{len(shapes) - 1} value(s), one between each pair of the {len(shapes)} stages "
+                                "(suite t: 0 data, 1 noise), e.g. [0.5] or [0.5, 0.25]")
+    if any(not 0.0 < b < 1.0 for b in bounds):
+        fail("time_boundaries", "values strictly between 0 and 1 (suite t: 0 data, 1 noise)")
+    if any(a <= b for a, b in zip(bounds, bounds[1:])):
+        fail("time_boundaries", "strictly decreasing values (coarse/noisy stage first), e.g. [0.5, 0.25]")
 
 
 # ---- overrides and files ---------------------------------------------------------------------------
@@ -214,4 +292,4 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "ModelConfig", "parse_set", "load_yaml"]
+__all__ = ["ConfigError", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape", "patch_shape_name"]

@@ -108,3 +108,45 @@ def count(model: MultiPatchDiT, cross_check: bool = True) -> dict:
         "gflops_paper_convention": paper_convention_flops(cfg, by_operator) / 1e9,
         "gmacs_ptflops": None if ptf is None else ptf / 1e9,
     }
+
+
+# ---- PPFlow: a patch schedule over time ----------------------------------------------------------------------
+class _AtStage(nn.Module):
+    """A schedule model pinned to one stage, so that the counters above trace exactly that stage."""
+
+    def __init__(self, model: nn.Module, stage: int):
+        super().__init__()
+        self.model, self.stage, self.cfg = model, stage, model.cfg
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t, y, stage=self.stage)
+
+    def flops(self) -> int:
+        return self.model.flops(self.stage)
+
+
+def count_schedule(model: nn.Module, cross_check: bool = True) -> dict:
+    """``count`` at the finest stage (one forward pass at low noise; identical to the model without the
+    schedule, which is the isotropic / MPDiT reference), plus every stage and the trajectory average:
+    sum over stages of (time fraction x GFLOPs at that stage's tokens), and its ratio to the reference."""
+    sched = model.schedule
+    model.eval()
+    inputs = example_inputs(model.cfg)
+    result = count(_AtStage(model, sched.fine_stage), cross_check=cross_check)
+    stages = []
+    for s, fraction in enumerate(sched.fractions()):
+        lo, hi = sched.time_range(s)
+        true = result["gflops"] if s == sched.fine_stage else fvcore_flops(_AtStage(model, s), inputs)[0] / 1e9
+        stages.append({"stage": s, "patch": sched.name(s), "t_range": [lo, hi], "time_fraction": fraction,
+                       "tokens": model.stage_tokens(s), "gflops": true, "gflops_analytic": model.flops(s) / 1e9})
+    expected = sum(st["time_fraction"] * st["gflops"] for st in stages)
+    expected_analytic = sum(st["time_fraction"] * st["gflops_analytic"] for st in stages)
+    return {
+        **result,
+        "stages": stages,
+        "gflops_expected": expected,
+        "gflops_expected_analytic": expected_analytic,
+        "reference_gflops": result["gflops"],
+        "relative_flops_pct": 100.0 * expected / result["gflops"],
+        "relative_flops_pct_analytic": 100.0 * expected_analytic / result["gflops_analytic"],
+    }

@@ -6,17 +6,22 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.counting import build_for_counting, count
+from mpdit_bench.counting import build_for_counting, count, count_schedule
 from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
 
 
 def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | None = None,
                 cross_check: bool = True) -> dict[str, Any]:
-    """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset."""
+    """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset.
+
+    A model with a patch schedule over time (PPFlow) reports the same keys for its finest stage (one forward
+    pass at low noise), plus ``stages``, ``gflops_expected`` (per network evaluation, averaged over a
+    trajectory), ``relative_flops_pct`` (vs. the same model without the schedule) and the published ratios."""
     cfg = model_config(name, resolution, **(overrides or {}))
-    result = count(build_for_counting(cfg), cross_check=cross_check)
+    model = build_for_counting(cfg)
+    result = count_schedule(model, cross_check) if cfg.time_patch_sizes else count(model, cross_check=cross_check)
     paper = paper_figures(name, cfg)
-    return {
+    out = {
         "model": get_preset(name).name,
         **result,
         "paper_params": paper.params_m if paper else None,
@@ -25,6 +30,11 @@ def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | No
         "config": cfg.to_dict(),
         "config_hash": cfg.config_hash(),
     }
+    if cfg.time_patch_sizes:
+        out["paper_relative_flops_pct"] = paper.relative_flops_pct if paper else None
+        out["paper_relative_flops_pct_dit_convention"] = paper.relative_flops_pct_dit_convention if paper else None
+        out["paper_fid50k"] = paper.fid50k if paper else None
+    return out
 
 
 def preset_rows(pattern: str = "*", resolution: int = 256) -> list[dict[str, Any]]:
@@ -40,6 +50,9 @@ def preset_rows(pattern: str = "*", resolution: int = 256) -> list[dict[str, Any
                                                            "time_embedder", "modulation")},
             "params": sum(p.numel() for p in model.parameters()),
             "gflops_analytic": model.flops() / 1e9,
+            # per network evaluation averaged over a trajectory (differs only with a patch schedule over time)
+            "gflops_expected_analytic": (model.expected_flops() if cfg.time_patch_sizes else model.flops()) / 1e9,
+            "time_patch_sizes": list(cfg.time_patch_sizes),
             "paper_params": paper.params_m if paper else None,
             "paper_gflops": paper.gflops if paper else None,
         })

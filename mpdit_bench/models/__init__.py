@@ -23,9 +23,13 @@ def __getattr__(name: str) -> Any:
 
 
 def build_model(cfg):
-    """Build the network a validated ModelConfig describes."""
+    """Build the network a validated ModelConfig describes (a patch schedule over time makes it PPFlow's)."""
     from mpdit_bench.models.multipatch import MultiPatchDiT
 
+    if cfg.time_patch_sizes:
+        from mpdit_bench.models.schedule import PatchScheduleDiT
+
+        return PatchScheduleDiT(cfg)
     return MultiPatchDiT(cfg)
 
 

@@ -29,9 +29,15 @@ def explicit_attention() -> Iterator[None]:
         _EXPLICIT_ATTENTION = before
 
 
+def per_token(v: torch.Tensor) -> torch.Tensor:
+    """(B, D) modulation -> (B, 1, D), broadcast over tokens; (B, L, D) per-token modulation (packed
+    sequences of several samples, PPFlow's Patch n' Pack) is used as it is."""
+    return v.unsqueeze(1) if v.dim() == 2 else v
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x * (1 + scale) + shift with (B, D) modulation broadcast over tokens."""
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+    """x * (1 + scale) + shift with (B, D) modulation broadcast over tokens (or (B, L, D) per token)."""
+    return x * (1 + per_token(scale)) + per_token(shift)
 
 
 class Attention(nn.Module):
@@ -45,6 +51,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, D = x.shape
+        if mask is not None and mask.dtype != torch.bool:
+            # sdpa ADDS a float mask to the scores instead of masking (PPFlow's packing bug).
+            raise TypeError(f"attention mask must be boolean (True = may attend), got {mask.dtype}")
         q, k, v = self.qkv(x).reshape(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
         if _EXPLICIT_ATTENTION:
             scores = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
@@ -87,10 +96,11 @@ class TransformerBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor, mod: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, L, D); mod: (B, 6, D) chunks shift/scale/gate for attention, then for the MLP."""
+        """x: (B, L, D); mod: (B, 6, D) chunks shift/scale/gate for attention, then for the MLP
+        (or (B, 6, L, D) per token); mask: boolean, True = may attend (sdpa semantics)."""
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.unbind(1)
-        x = x + gate_a.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_a, scale_a), mask)
-        return x + gate_m.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
+        x = x + per_token(gate_a) * self.attn(modulate(self.norm1(x), shift_a, scale_a), mask)
+        return x + per_token(gate_m) * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
 
     def flops(self, tokens: int) -> int:
         dim = self.attn.proj.in_features

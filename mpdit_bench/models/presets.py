@@ -19,6 +19,11 @@ class PaperFigures:
     params_m: float | None
     gflops: float | None
     source: str
+    # PPFlow: test FLOPs per trajectory relative to the isotropic model, as printed, and as DiT's counting
+    # convention (fvcore, attention counted) gives it for the same schedule.
+    relative_flops_pct: float | None = None
+    relative_flops_pct_dit_convention: float | None = None
+    fid50k: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,3 +137,29 @@ for _size, (_dim, _depths, _heads, _paper) in _MPDIT.items():
             depths=list(ds), patch_sizes=[4, 2], hidden_size=d, num_heads=h, learn_sigma=False,
             modulation="shared", class_tokens=16, time_embedder="fno", time_embedder_layers=3,
             upsample="linear"))
+
+
+# ---- PPFlow: SiT backbone with a patch schedule over time (suite t: 0 data, 1 noise) ---------------------
+# Their t runs 0 noise -> 1 data with "t <= 0.5" coarse; here that is t >= 0.5. Three levels: 4x4 for
+# t >= 0.5, 4x2 (2 rows x 4 columns, written "2x4" here) for 0.25 <= t < 0.5, 2x2 below 0.25.
+PPF_SCHEDULES = {2: (["4x4", "2x2"], [0.5]), 3: (["4x4", "2x4", "2x2"], [0.5, 0.25])}
+_PPF_SOURCE = "PPFlow (ICLR 2026), ImageNet 256"
+_PPF_PAPER = {  # (printed relative FLOPs %, DiT-convention %, FID-50k)
+    "PPF-B-2": (62.0, 62.08, 3.83), "PPF-B-3": (49.1, 49.28, 4.43),
+    "PPF-XL-2": (62.6, 62.24, 1.99), "PPF-XL-3": (49.4, 49.54, 2.23),
+}
+for _size in ("B", "XL"):
+    for _levels, (_shapes, _bounds) in PPF_SCHEDULES.items():
+        _name = f"PPF-{_size}-{_levels}"
+        _rel, _dit_rel, _fid = _PPF_PAPER[_name]
+        register_model(_name, f"PPFlow on SiT-{_size}/2, patches {_shapes} over t, boundaries {_bounds}",
+                       PaperFigures(None, None, _PPF_SOURCE, _rel, _dit_rel, _fid))(
+            lambda s=_size, sh=_shapes, b=_bounds: {**_dit(s, 2), "time_patch_sizes": sh, "time_boundaries": b})
+
+
+# ---- MPDiT + PPFlow (no published numbers): the coarse path uses p=8 at t >= 0.5, p=4 below ------------------
+for _size in ("B", "XL"):
+    register_model(f"MPDiT-{_size}+PPF-2", f"MPDiT-{_size} whose coarse path uses 8x8 patches for t >= 0.5, "
+                   "4x4 below (fine path always 2x2)")(
+        lambda s=_size: {**get_preset(f"MPDiT-{s}").config.to_dict(), "time_patch_sizes": ["8x8", "4x4"],
+                         "time_boundaries": [0.5]})

@@ -1,0 +1,203 @@
+"""Start a PPFlow model from a trained model of the suite without a patch schedule (PPFlow's recipe).
+
+The finest stage of a PatchScheduleDiT is the source model itself (same keys), so its weights are copied.
+The coarser stages get, following PPFlow:
+- patchify "average": the space-to-depth conv sees fh * fw copies of each input channel, each with the
+  source weight / (fh * fw), i.e. the source patch embedding of the block-averaged input;
+- unpatchify "copy": every output row of the source final Linear repeated for the fh * fw sub-pixels,
+  i.e. the source prediction upsampled by nearest neighbour;
+- for the MPDiT coarse path (several levels, our combination), the stage's linear upsample block repeats
+  the source's f x f expansion over the larger F x F block (each sub-block expands as the source did);
+- the level embedding zero, so that the fine stage reproduces the source model exactly.
+
+Checkpoints (until the engine's format is final): a dict read with ``torch.load(weights_only=True)``,
+with the state dict under "model", optionally "ema", and the source ModelConfig as a dict under
+"model_config" (else named on the command line).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.models import build_model
+from mpdit_bench.models.embeddings import frozen_pos_embed
+from mpdit_bench.models.schedule import PatchSchedule
+
+STAGE_PREFIXES = ("stage_patchify.", "stage_pos_embed.", "stage_finals.", "stage_upsamples.", "level_embed.")
+_BOUNDARIES = {2: [0.5], 3: [0.5, 0.25]}
+
+
+def default_schedule(levels: int, base: int) -> tuple[list[str], list[float]]:
+    """PPFlow's schedules on base patch p: 2 levels (2p)x(2p), p x p; 3 levels add p x 2p (their "4x2")."""
+    big, small = f"{2 * base}x{2 * base}", f"{base}x{base}"
+    if levels == 2:
+        return [big, small], _BOUNDARIES[2]
+    if levels == 3:
+        return [big, f"{base}x{2 * base}", small], _BOUNDARIES[3]
+    raise ConfigError("levels", levels, "2 or 3")
+
+
+def ppflow_config(source: ModelConfig, levels: int = 2, **overrides: Any) -> ModelConfig:
+    """The source config with PPFlow's schedule of ``levels`` stages (``overrides`` may change it)."""
+    if source.time_patch_sizes:
+        raise ConfigError("time_patch_sizes", list(source.time_patch_sizes),
+                          "empty in the source model (it already has a patch schedule)")
+    shapes, bounds = default_schedule(levels, source.patch_sizes[0])
+    values = {"time_patch_sizes": shapes, "time_boundaries": bounds, **overrides}
+    return source.replace(source="ppflow conversion", **values)
+
+
+def _average_patchify(weight: torch.Tensor, k: int) -> torch.Tensor:
+    """(D, C, p, p) -> (D, C k, p, p): channel c k + j = weight[:, c] / k (space_to_depth channel order)."""
+    return weight.repeat_interleave(k, dim=1) / k
+
+
+def _copy_unpatchify(tensor: torch.Tensor, p: int, channels: int, k: int) -> torch.Tensor:
+    """Rows (p p C) -> (p p C k): row (i, c, j) = row (i, c); works for the weight (rows, D) and the bias."""
+    rows = tensor.reshape(p * p, channels, *tensor.shape[1:])
+    return rows.repeat_interleave(k, dim=1).reshape(p * p * channels * k, *tensor.shape[1:])
+
+
+def _tile_upsample(tensor: torch.Tensor, dim: int, f: int, r: int) -> torch.Tensor:
+    """Linear upsample rows (D f f) -> (D F F), F = f r: row (d, I, J) = row (d, I mod f, J mod f)."""
+    rows = tensor.reshape(dim, f, f, *tensor.shape[1:]).repeat(1, r, r, *[1] * (tensor.dim() - 1))
+    return rows.reshape(dim * f * f * r * r, *tensor.shape[1:])
+
+
+def convert_isotropic_to_ppflow(source: nn.Module | Mapping[str, torch.Tensor], ppflow_cfg: ModelConfig
+                                ) -> dict[str, torch.Tensor]:
+    """State dict of a PatchScheduleDiT(``ppflow_cfg``) initialised from ``source`` (a model without a
+    schedule, or its state dict), the source being ``ppflow_cfg`` with the schedule removed."""
+    if not ppflow_cfg.time_patch_sizes:
+        raise ConfigError("time_patch_sizes", [], "a patch schedule in the target config")
+    base_cfg = ppflow_cfg.replace(source="ppflow conversion", time_patch_sizes=[], time_boundaries=[])
+    if isinstance(source, nn.Module):
+        if getattr(source, "cfg", base_cfg) != base_cfg:
+            raise ConfigError("model_config", source.cfg.to_dict(),
+                              f"the target config without its schedule: {base_cfg.to_dict()}")
+        source = source.state_dict()
+    src = {k: v.detach().cpu() for k, v in source.items()}
+    with torch.device("meta"):  # shapes and key names only
+        expected = build_model(ppflow_cfg).state_dict()
+
+    sched, D = PatchSchedule.from_config(ppflow_cfg), ppflow_cfg.hidden_size
+    p, C_out = sched.base, ppflow_cfg.out_channels
+    out: dict[str, torch.Tensor] = {}
+    for key, like in expected.items():
+        if key.startswith(STAGE_PREFIXES):
+            continue
+        if key not in src or src[key].shape != like.shape:
+            found = None if key not in src else tuple(src[key].shape)
+            brief = {k: base_cfg.to_dict()[k] for k in ("depths", "patch_sizes", "hidden_size", "class_tokens",
+                                                         "modulation", "learn_sigma", "num_classes", "input_size")}
+            raise ConfigError(key, found, f"a source tensor of shape {tuple(like.shape)} (is the checkpoint "
+                                          f"a model with {brief}?)")
+        out[key] = src[key].clone()
+    for s in range(sched.num_stages - 1):
+        fh, fw = sched.merge(s)
+        k = fh * fw
+        out[f"stage_patchify.{s}.embed.proj.weight"] = _average_patchify(src["patch_embed.proj.weight"], k)
+        out[f"stage_patchify.{s}.embed.proj.bias"] = src["patch_embed.proj.bias"].clone()
+        gh, gw = ppflow_cfg.input_size // (p * fh), ppflow_cfg.input_size // (p * fw)
+        out[f"stage_pos_embed.{s}"] = frozen_pos_embed(D, gh, grid_w=gw, stride=(fh, fw)).data
+        if ppflow_cfg.num_levels == 1:
+            for part in ("weight", "bias"):
+                out[f"stage_finals.{s}.linear.{part}"] = _copy_unpatchify(src[f"final.linear.{part}"], p, C_out, k)
+        else:
+            out.update(_stage_upsample(src, ppflow_cfg, s, fh))
+    out["level_embed.weight"] = torch.zeros(sched.num_stages, D)
+    missing = sorted(set(expected) - set(out))
+    if missing:
+        raise ConfigError("model", missing, "keys the conversion knows how to fill (internal error)")
+    return out
+
+
+def _stage_upsample(src: Mapping[str, torch.Tensor], cfg: ModelConfig, stage: int, merge: int
+                    ) -> dict[str, torch.Tensor]:
+    """The source's upsamples.0 for a coarse path ``merge`` times coarser (linear upsample only)."""
+    if cfg.upsample != "linear":
+        raise ConfigError("upsample", cfg.upsample, "linear (the only upsample block conversion can widen)")
+    f = cfg.patch_sizes[0] // cfg.patch_sizes[1]
+    out = {}
+    for key, value in src.items():
+        if key.startswith("upsamples.0."):
+            name = key[len("upsamples.0."):]
+            new = f"stage_upsamples.{stage}.{name}"
+            out[new] = (_tile_upsample(value, cfg.hidden_size, f, merge) if name.startswith("linear.")
+                        else value.clone())
+    return out
+
+
+# ---- checkpoint files ----------------------------------------------------------------------------------------
+def load_source(path: str | Path, model: str | None = None, overrides: Mapping[str, Any] | None = None
+                ) -> tuple[dict[str, Any], ModelConfig]:
+    """(checkpoint dict, source config): config from the checkpoint's "model_config", else from ``model``."""
+    from mpdit_bench.models import model_config
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("checkpoint", str(path), "an existing checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupted or foreign file: say which and why
+        raise ConfigError("checkpoint", str(path), f"a torch checkpoint readable with weights_only=True "
+                                                    f"({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ConfigError("model", type(ckpt).__name__, "a checkpoint dict with the state dict under 'model'",
+                          str(path))
+    if isinstance(ckpt.get("model_config"), dict):
+        return ckpt, ModelConfig.from_dict(ckpt["model_config"], source=f"{path} model_config")
+    if model is None:
+        raise ConfigError("model_config", None, "a source config in the checkpoint, or --model NAME [--set ...]",
+                          str(path))
+    return ckpt, model_config(model, **(overrides or {}))
+
+
+def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model: str | None = None,
+                       overrides: Mapping[str, Any] | None = None,
+                       boundaries: list[float] | None = None) -> dict[str, Any]:
+    """Convert the checkpoint at ``path`` ("model" and, when present, "ema") and write ``out`` atomically.
+
+    The result is a starting point for fine-tuning: step 0, no optimizer or RNG state."""
+    ckpt, source_cfg = load_source(path, model, overrides)
+    extra = {} if boundaries is None else {"time_boundaries": boundaries}
+    cfg = ppflow_config(source_cfg, levels, **extra)
+    new: dict[str, Any] = {
+        "format": ckpt.get("format", "mpdit-bench-checkpoint-v1"), "step": 0, "epoch": 0, "batch_in_epoch": 0,
+        "model": convert_isotropic_to_ppflow(ckpt["model"], cfg),
+        "model_config": cfg.to_dict(),
+        "converted_from": {"path": str(path), "step": ckpt.get("step"), "config_hash": source_cfg.config_hash(),
+                           "to": "ppflow", "levels": levels},
+    }
+    if isinstance(ckpt.get("ema"), dict):
+        new["ema"] = convert_isotropic_to_ppflow(ckpt["ema"], cfg)
+    for key in ("data_info",):
+        if key in ckpt:
+            new[key] = ckpt[key]
+    if isinstance(ckpt.get("run_config"), dict):
+        run = dict(ckpt["run_config"])
+        run["model_overrides"] = {**(run.get("model_overrides") or {}),
+                                  "time_patch_sizes": list(cfg.time_patch_sizes),
+                                  "time_boundaries": list(cfg.time_boundaries)}
+        new["run_config"] = run
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        torch.save(new, tmp)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"out": str(out), "model_config": cfg.to_dict(), "config_hash": cfg.config_hash(),
+            "tensors": len(new["model"]), "ema": "ema" in new}
+
+
+__all__ = ["convert_isotropic_to_ppflow", "convert_checkpoint", "ppflow_config", "default_schedule",
+           "load_source"]
