@@ -157,6 +157,31 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
         console.print(f"[bold green]wrote[/] {path} and {path.with_suffix('.png')}")
 
 
+@app.command("extract-latents")
+def extract_latents(images: str = typer.Option(..., "--images", help="Folder of class sub-folders of images"),
+                    vae: str = typer.Option(..., "--vae", help="Local AutoencoderKL folder (e.g. sd-vae-ft-ema)"),
+                    out: str = typer.Option(..., "--out", help="Store folder: latents.npy, labels.npy, stats.json"),
+                    resolution: int = typer.Option(256, help="Image side after ADM centre crop: 256 or 512"),
+                    batch_size: int = typer.Option(32, "--batch-size"),
+                    mean_only: bool = typer.Option(False, "--mean", help="Store the posterior mean, not a sample"),
+                    seed: int = typer.Option(0, help="Seed of the posterior samples (per image)"),
+                    device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """Encode an image folder once with a VAE into one latent store; works under torchrun."""
+    import os
+
+    from mpdit_bench.data.latents import LatentStoreError
+    from mpdit_bench.data.latents import extract_latents as run_extraction
+
+    if resolution not in (256, 512):
+        console.print(f"[yellow]note:[/] resolution {resolution}: the paper uses 256 or 512")
+    try:
+        path = run_extraction(images, vae, out, resolution, batch_size, device, not mean_only, seed)
+    except LatentStoreError as err:
+        fail(str(err))
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"[bold green]wrote[/] latent store {path}")
+
+
 def main() -> None:
     try:
         app()

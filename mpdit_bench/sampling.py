@@ -25,6 +25,7 @@ import torch
 
 from mpdit_bench import checkpoint, distributed
 from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.progress import progress_bar
 
 SAMPLERS = ("euler", "heun", "sde")
 OPTION_DEFAULTS: dict[str, Any] = {"sampler": "euler", "steps": 50, "cfg_scale": 1.0, "guidance_interval": None,
@@ -174,12 +175,9 @@ class LatentDecoder:
     """Undo the store's per-channel normalisation and decode with a diffusers AutoencoderKL (local path)."""
 
     def __init__(self, vae_path: str | Path, mean: Sequence[float], std: Sequence[float], device: torch.device):
-        from diffusers import AutoencoderKL
+        from mpdit_bench.data.latents import load_vae
 
-        if not Path(vae_path).exists():
-            raise FileNotFoundError(f"--vae {vae_path}: no such directory; allowed: a local AutoencoderKL folder "
-                                    "(save_pretrained layout, e.g. sd-vae-ft-ema)")
-        self.vae = AutoencoderKL.from_pretrained(str(vae_path)).to(device).eval()
+        self.vae = load_vae(vae_path, device)
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.device = device
@@ -249,7 +247,7 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
                    if dinfo.get("name") == "latents" else None)
         labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
         mine = list(range(info.rank, num, info.world_size))
-        bar, advance = _progress(progress and info.is_main, len(mine))
+        bar, advance = progress_bar(progress and info.is_main, len(mine), "sample")
         try:
             x = sample_indices(model, cfg, mine, labels[mine], o, info.device, advance)
         finally:
@@ -284,20 +282,6 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
     _save_npz(out, arr_0=merged, arr_1=labels.numpy().astype(np.int64))
     for r in range(world):
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
-
-
-def _progress(enabled: bool, total: int):
-    """A started rich progress bar and its advance(n) function, or (None, None)."""
-    if not enabled:
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True))
-    task = bar.add_task("sample", total=total)
-    bar.start()
-    return bar, lambda n: bar.advance(task, n)
 
 
 __all__ = ["SAMPLERS", "check_options", "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",
