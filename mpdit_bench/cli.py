@@ -182,6 +182,44 @@ def extract_latents(images: str = typer.Option(..., "--images", help="Folder of 
         console.print(f"[bold green]wrote[/] latent store {path}")
 
 
+@app.command()
+def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (images/s)"),
+          model: str = typer.Option(..., "--model", "-m", help="Model A (preset or shorthand)"),
+          vs: str = typer.Option(..., "--vs", help="Model B"),
+          batch: int = typer.Option(8, "--batch", help="Batch per step (the same for both)"),
+          overrides: Optional[list[str]] = SetOption,
+          resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
+          warmup: int = typer.Option(2, help="Untimed iterations"),
+          reps: int = typer.Option(5, help="Timed repetitions"),
+          iters: int = typer.Option(5, help="Iterations per repetition"),
+          sample_steps: int = typer.Option(250, "--sample-steps", help="Trajectory length for sample images/s"),
+          device: str = typer.Option("auto", help="auto, cpu or cuda"),
+          threads: Optional[int] = typer.Option(None, help="torch CPU threads (1 is fastest on shared cores)"),
+          out_dir: str = typer.Option("results/bench", "--out-dir", help="Where the JSON goes")) -> None:
+    """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions."""
+    import torch
+
+    from mpdit_bench.bench import MODES, compare
+
+    if threads:
+        torch.set_num_threads(threads)
+    if mode not in MODES:
+        fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
+    result = compare(mode, model, vs, batch, parse_set(overrides or []), out_dir, resolution=resolution,
+                     warmup=warmup, reps=reps, iters=iters, sample_steps=sample_steps, device=device)
+    table = Table(title=f"bench {mode}, batch {batch}, {result['a']['device']}")
+    for col in ("model", "params (M)", "GFLOPs/img", "images/s", "s/iter (median)", "peak mem (MiB)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in (result["a"], result["b"]):
+        table.add_row(r["model"], _fmt(r["params"] / 1e6, 2), _fmt(r["gflops_per_image"], 3),
+                      _fmt(r["images_per_s"], 2), _fmt(r["seconds_per_iter_median"], 4),
+                      _fmt(r["peak_memory_bytes"] / 2**20, 1))
+    console.print(table)
+    mem = result["memory_ratio_a_over_b"]
+    console.print(f"throughput {model} / {vs} = [bold]{result['throughput_ratio_a_over_b']:.3f}x[/], "
+                  f"peak memory ratio {_fmt(mem, 3)} ({result['a']['memory_method']}) -> {result['path']}")
+
+
 def main() -> None:
     try:
         app()
