@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from mpdit_bench.checkpoint import write_text_atomic
 from mpdit_bench.models import build_model, model_config
 
 MODES = ("train", "sample")
@@ -162,9 +163,7 @@ def compare(mode: str, model_a: str, model_b: str, batch: int, overrides: dict[s
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     slug = lambda s: s.replace("/", "_").replace("+", "p")  # noqa: E731
     path = out_dir / f"{stamp}_{mode}_{slug(model_a)}_vs_{slug(model_b)}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(result, indent=2))
     result["path"] = str(path)
     return result
 

@@ -16,7 +16,6 @@ number of ranks.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -198,18 +197,14 @@ def save_grid(images: np.ndarray, path: str | Path, nrow: int) -> Path:
     for i, img in enumerate(images):
         r, c = divmod(i, nrow)
         canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    Image.fromarray(canvas).save(tmp)
-    os.replace(tmp, path)
-    return path
+    with checkpoint.atomic_path(path) as tmp:
+        Image.fromarray(canvas).save(tmp)
+    return Path(path)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with checkpoint.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def load_sampling_model(ckpt: dict[str, Any], use_ema: bool, device: torch.device) -> tuple[torch.nn.Module, ModelConfig]:
@@ -240,6 +235,8 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
         raise ConfigError("--vae", None, "a local AutoencoderKL folder: this checkpoint was trained on latents")
 
     info = distributed.setup(device)
+    if info.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         model, cfg = load_sampling_model(state, o["use_ema"], info.device)
         del state

@@ -18,7 +18,6 @@ import functools
 import io
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -271,7 +270,7 @@ class MetricsLog:
         writer = csv.DictWriter(buf, METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomic(self.path, buf.getvalue())
+        checkpoint.write_text_atomic(self.path, buf.getvalue())
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -292,12 +291,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _Progress:
@@ -386,7 +379,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
         del state
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
+        checkpoint.write_text_atomic(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
 
     if tc["activation_checkpointing"]:
         enable_activation_checkpointing(model)
@@ -493,7 +486,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
                "device": str(info.device), "epoch": epoch, "model": run_cfg["model"], "model_config": mcfg.to_dict(),
                "params": sum(p.numel() for p in model.parameters()), "stopped_by_time_limit": step < tc["steps"]}
     if info.is_main:
-        _write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+        checkpoint.write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

@@ -181,3 +181,11 @@ def test_on_validation_can_stop_the_run(tmp_path):
 
     with pytest.raises(Pruned, match="1"):
         train(tiny_run(steps=4, val_every=1, val_size=4), tmp_path / "run", on_validation=prune)
+
+
+def test_activation_checkpointing_gives_the_same_training(tmp_path):
+    train(tiny_run(steps=2), tmp_path / "plain")
+    train(tiny_run(steps=2, activation_checkpointing=True), tmp_path / "ckpt")
+    a, b = _state(tmp_path / "plain")["model"], _state(tmp_path / "ckpt")["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key

@@ -120,6 +120,7 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
     from PIL import Image
 
     from mpdit_bench import distributed
+    from mpdit_bench.checkpoint import write_text_atomic
     from mpdit_bench.progress import progress_bar
 
     out = Path(out)
@@ -162,9 +163,7 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
             stats = {"mean": mean, "std": std, "num": len(paths), "resolution": resolution, "classes": classes,
                      "vae": str(vae), "downsample": factor, "sample_posterior": sample_posterior, "seed": seed,
                      "crop": "ADM center crop"}
-            tmp = out / f".{STATS}.tmp"
-            tmp.write_text(json.dumps(stats, indent=2))
-            tmp.replace(out / STATS)
+            write_text_atomic(out / STATS, json.dumps(stats, indent=2))
         distributed.barrier()
     finally:
         distributed.teardown()
