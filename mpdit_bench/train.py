@@ -368,7 +368,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
     last_path = ckpt_dir / "last.pt"
     step, epoch, batch_in_epoch, train_seconds, last_saved = 0, 0, 0, 0.0, None
     if tc["resume"] and last_path.is_file():
-        state = checkpoint.load(last_path, map_location=info.device)
+        state = checkpoint.load(last_path)  # on CPU: RNG states must stay CPU byte tensors
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
