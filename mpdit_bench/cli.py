@@ -104,6 +104,7 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
           overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
           out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)")) -> None:
     """Train (or resume) a flow-matching run; works alone or under torchrun."""
+    import os
     from pathlib import Path
 
     from mpdit_bench.checkpoint import CheckpointError
@@ -116,7 +117,7 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
         summary = run_training(run_cfg, run_dir)
     except (TrainingDiverged, CheckpointError) as err:
         fail(str(err), code=1)
-    if summary["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0":
         console.print(f"[bold green]done[/] step {summary['final_step']} loss {_fmt(summary['final_loss'], 4)} "
                       f"in {summary['train_seconds']:.0f} s -> {run_dir}")
 
@@ -143,9 +144,10 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
     from mpdit_bench.checkpoint import CheckpointError
     from mpdit_bench.sampling import sample_checkpoint
 
-    interval = None
-    if guidance_interval:
-        interval = [float(v) for v in guidance_interval.split(",")] if "," in guidance_interval else guidance_interval
+    try:
+        interval = [float(v) for v in guidance_interval.split(",")] if guidance_interval else None
+    except ValueError:
+        fail(f"--guidance-interval {guidance_interval!r} is invalid; allowed: t_lo,t_hi, e.g. 0.1,0.9")
     label_opt = int(labels) if labels is not None and labels.isdigit() else labels
     try:
         path = sample_checkpoint(ckpt, num, out, vae=vae, device=device, sampler=sampler, steps=steps,
