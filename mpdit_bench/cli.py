@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mpdit_bench.config import ConfigError, parse_set
@@ -21,7 +22,7 @@ SetOption = typer.Option(None, "--set", help="Config override key=value (repeata
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")  # messages quote lists like [4, 2]
     raise typer.Exit(code)
 
 
@@ -226,7 +227,7 @@ def main() -> None:
     try:
         app()
     except ConfigError as err:  # any command: bad input is reported, not a traceback
-        err_console.print(f"[bold red]error:[/] {err}")
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}")
         sys.exit(2)
 
 
