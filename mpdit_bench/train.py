@@ -369,6 +369,10 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
     step, epoch, batch_in_epoch, train_seconds, last_saved = 0, 0, 0, 0.0, None
     if tc["resume"] and last_path.is_file():
         state = checkpoint.load(last_path)  # on CPU: RNG states must stay CPU byte tensors
+        saved_batch = state["run_config"]["train"]["global_batch"]
+        if saved_batch != tc["global_batch"]:  # the data position is counted in batches
+            raise ConfigError("train.global_batch", tc["global_batch"],
+                              f"{saved_batch}, the value {last_path} was trained with (or a new --out)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])

@@ -98,6 +98,8 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     full_rows = list(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
     assert [r["loss"] for r in rows] == [r["loss"] for r in full_rows]
+    with pytest.raises(ConfigError, match="train.global_batch"):
+        train(tiny_run(steps=8, global_batch=4), tmp_path / "split")
 
 
 def test_training_changes_weights_and_writes_run_dir(tmp_path):
