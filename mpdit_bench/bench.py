@@ -147,10 +147,24 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     return out
 
 
+def _warm_runtime(device: str) -> None:
+    """One tiny training step before measuring, so that one-time lazy set-up (thread pools, kernels,
+    allocator arenas) is not charged to whichever model is measured first."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    layer = torch.nn.Linear(64, 64).to(dev)
+    opt = torch.optim.AdamW(layer.parameters())
+    layer(torch.randn(8, 64, device=dev)).square().mean().backward()
+    opt.step()
+    del layer, opt
+    _release_host_memory()
+
+
 def compare(mode: str, model_a: str, model_b: str, batch: int, overrides: dict[str, Any] | None = None,
             results_dir: str | Path = "results/bench", **kwargs: Any) -> dict[str, Any]:
     """Benchmark A then B with identical settings; ratios are A / B; JSON written to ``results_dir``."""
     overrides = overrides or {}
+    _warm_runtime(kwargs.get("device", "auto"))
     a = bench_model(model_a, mode, batch, overrides, **kwargs)
     b = bench_model(model_b, mode, batch, overrides, **kwargs)
     result = {"mode": mode, "a": a, "b": b,
