@@ -245,12 +245,16 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
         labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
         mine = list(range(info.rank, num, info.world_size))
         bar, advance = progress_bar(progress and info.is_main, len(mine), "sample")
+        chunks = []  # uint8 (b, H, W, 3) per batch: latents are decoded as they come, not held for all samples
         try:
-            x = sample_indices(model, cfg, mine, labels[mine], o, info.device, advance)
+            for start in range(0, len(mine), o["batch_size"]):
+                rows = mine[start:start + o["batch_size"]]
+                x = sample_indices(model, cfg, rows, labels[rows], o, info.device, advance)  # (b, C, h, w)
+                chunks.append(to_uint8(decoder(x) if decoder else x))
         finally:
             if bar is not None:
                 bar.stop()
-        images = np.concatenate([to_uint8(decoder(b)) for b in x.split(o["batch_size"])]) if decoder else to_uint8(x)
+        images = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(f".{out.stem}.rank{info.rank}.npz")
         _save_npz(part, images=images, indices=np.asarray(mine, dtype=np.int64))
@@ -273,9 +277,10 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
         part = out.with_name(f".{out.stem}.rank{r}.npz")
         with np.load(part) as f:
             imgs, idx = f["images"], f["indices"]
-        if merged is None:
-            merged = np.zeros((num, *imgs.shape[1:]), dtype=np.uint8)
-        merged[idx] = imgs
+        if len(idx):
+            if merged is None:
+                merged = np.zeros((num, *imgs.shape[1:]), dtype=np.uint8)
+            merged[idx] = imgs
     _save_npz(out, arr_0=merged, arr_1=labels.numpy().astype(np.int64))
     for r in range(world):
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
