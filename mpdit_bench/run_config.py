@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import model_config
+from mpdit_bench.sampling import check_options
 
 SECTIONS = ("model", "model_overrides", "data", "train", "sample")
 DATASETS = ("fashion-mnist", "latents")
@@ -99,10 +100,16 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     except ConfigError as err:
         key = err.key if err.key == "model" else f"model_overrides.{err.key}"
         raise ConfigError(key, err.value, err.allowed, source) from None
+    if not isinstance(raw.get("sample") or {}, dict):
+        raise ConfigError("sample", raw["sample"], "a mapping of sampling options", source)
     cfg = {"model": raw["model"], "model_overrides": dict(overrides),
            "data": _fill("data", raw.get("data"), DATA_KEYS, source),
            "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
            "sample": dict(raw.get("sample") or {})}
+    try:
+        check_options(cfg["sample"], source)
+    except ConfigError as err:
+        raise ConfigError(f"sample.{err.key}", err.value, err.allowed, source) from None
     if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
         raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
     return cfg

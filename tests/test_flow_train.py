@@ -151,10 +151,11 @@ def test_geometry_comes_from_the_data():
     ("train", "precision", "fp8", "bf16"),
     ("data", "name", "imagenet", "fashion-mnist, latents"),
     ("model_overrides", "num_heads", 5, "divisor of hidden_size"),
+    ("sample", "sampler", "ddim", "euler, heun, sde"),
 ])
 def test_bad_run_config_names_file_and_key(tmp_path, section, key, value, allowed):
     cfg = tiny_run()
-    cfg[section][key] = value
+    cfg.setdefault(section, {})[key] = value
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError) as err:
