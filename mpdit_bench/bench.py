@@ -68,6 +68,12 @@ def _release_host_memory() -> None:
         pass
 
 
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -81,8 +87,7 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
         raise ValueError(f"bench mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
     from mpdit_bench.sampling import guided_velocity
 
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = _device(device)
     cfg = model_config(name, resolution, **overrides)
     _release_host_memory()
     if dev.type == "cuda":
@@ -150,8 +155,7 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
 def _warm_runtime(device: str) -> None:
     """One tiny training step before measuring, so that one-time lazy set-up (thread pools, kernels,
     allocator arenas) is not charged to whichever model is measured first."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = _device(device)
     layer = torch.nn.Linear(64, 64).to(dev)
     opt = torch.optim.AdamW(layer.parameters())
     layer(torch.randn(8, 64, device=dev)).square().mean().backward()
