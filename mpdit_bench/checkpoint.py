@@ -12,11 +12,12 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -42,23 +43,36 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """torch.save into a temporary file beside ``path``, fsync, then rename over it.
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed over ``path`` on success, removed on error.
 
-    A crash mid-write leaves the previous file intact."""
+    A crash mid-write leaves the previous file intact. The temporary keeps the suffix (PIL, numpy)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
-    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
+    """torch.save into a temporary file beside ``path``, fsync, then rename over it."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -82,4 +96,5 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return ckpt
 
 
-__all__ = ["CheckpointError", "FORMAT", "load", "rng_state", "save_atomic", "set_rng_state"]
+__all__ = ["CheckpointError", "FORMAT", "atomic_path", "load", "rng_state", "save_atomic", "set_rng_state",
+           "write_text_atomic"]

@@ -135,6 +135,7 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
           overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
           out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)")) -> None:
     """Train (or resume) a flow-matching run; works alone or under torchrun."""
+    import os
     from pathlib import Path
 
     from mpdit_bench.checkpoint import CheckpointError
@@ -147,7 +148,7 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
         summary = run_training(run_cfg, run_dir)
     except (TrainingDiverged, CheckpointError) as err:
         fail(str(err), code=1)
-    if summary["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") == "0":
         console.print(f"[bold green]done[/] step {summary['final_step']} loss {_fmt(summary['final_loss'], 4)} "
                       f"in {summary['train_seconds']:.0f} s -> {run_dir}")
 
@@ -174,9 +175,10 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
     from mpdit_bench.checkpoint import CheckpointError
     from mpdit_bench.sampling import sample_checkpoint
 
-    interval = None
-    if guidance_interval:
-        interval = [float(v) for v in guidance_interval.split(",")] if "," in guidance_interval else guidance_interval
+    try:
+        interval = [float(v) for v in guidance_interval.split(",")] if guidance_interval else None
+    except ValueError:
+        fail(f"--guidance-interval {guidance_interval!r} is invalid; allowed: t_lo,t_hi, e.g. 0.1,0.9")
     label_opt = int(labels) if labels is not None and labels.isdigit() else labels
     try:
         path = sample_checkpoint(ckpt, num, out, vae=vae, device=device, sampler=sampler, steps=steps,
@@ -221,6 +223,69 @@ def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint witho
     console.print(f"wrote {result['out']}: {result['tensors']} tensors{' + ema' if result['ema'] else ''}, "
                   f"patches over t {cfg['time_patch_sizes']} boundaries {cfg['time_boundaries']} "
                   f"(suite t: 0 data, 1 noise), config hash {result['config_hash']}")
+
+
+@app.command("extract-latents")
+def extract_latents(images: str = typer.Option(..., "--images", help="Folder of class sub-folders of images"),
+                    vae: str = typer.Option(..., "--vae", help="Local AutoencoderKL folder (e.g. sd-vae-ft-ema)"),
+                    out: str = typer.Option(..., "--out", help="Store folder: latents.npy, labels.npy, stats.json"),
+                    resolution: int = typer.Option(256, help="Image side after ADM centre crop: 256 or 512"),
+                    batch_size: int = typer.Option(32, "--batch-size"),
+                    mean_only: bool = typer.Option(False, "--mean", help="Store the posterior mean, not a sample"),
+                    seed: int = typer.Option(0, help="Seed of the posterior samples (per image)"),
+                    device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+    """Encode an image folder once with a VAE into one latent store; works under torchrun."""
+    import os
+
+    from mpdit_bench.data.latents import LatentStoreError
+    from mpdit_bench.data.latents import extract_latents as run_extraction
+
+    if resolution not in (256, 512):
+        console.print(f"[yellow]note:[/] resolution {resolution}: the paper uses 256 or 512")
+    try:
+        path = run_extraction(images, vae, out, resolution, batch_size, device, not mean_only, seed)
+    except LatentStoreError as err:
+        fail(str(err))
+    if os.environ.get("RANK", "0") == "0":
+        console.print(f"[bold green]wrote[/] latent store {path}")
+
+
+@app.command()
+def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (images/s)"),
+          model: str = typer.Option(..., "--model", "-m", help="Model A (preset or shorthand)"),
+          vs: str = typer.Option(..., "--vs", help="Model B"),
+          batch: int = typer.Option(8, "--batch", help="Batch per step (the same for both)"),
+          overrides: Optional[list[str]] = SetOption,
+          resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
+          warmup: int = typer.Option(2, help="Untimed iterations"),
+          reps: int = typer.Option(5, help="Timed repetitions"),
+          iters: int = typer.Option(5, help="Iterations per repetition"),
+          sample_steps: int = typer.Option(250, "--sample-steps", help="Trajectory length for sample images/s"),
+          device: str = typer.Option("auto", help="auto, cpu or cuda"),
+          threads: Optional[int] = typer.Option(None, help="torch CPU threads (1 is fastest on shared cores)"),
+          out_dir: str = typer.Option("results/bench", "--out-dir", help="Where the JSON goes")) -> None:
+    """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions."""
+    import torch
+
+    from mpdit_bench.bench import MODES, compare
+
+    if threads:
+        torch.set_num_threads(threads)
+    if mode not in MODES:
+        fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
+    result = compare(mode, model, vs, batch, parse_set(overrides or []), out_dir, resolution=resolution,
+                     warmup=warmup, reps=reps, iters=iters, sample_steps=sample_steps, device=device)
+    table = Table(title=f"bench {mode}, batch {batch}, {result['a']['device']}")
+    for col in ("model", "params (M)", "GFLOPs/img", "images/s", "s/iter (median)", "peak mem (MiB)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in (result["a"], result["b"]):
+        table.add_row(r["model"], _fmt(r["params"] / 1e6, 2), _fmt(r["gflops_per_image"], 3),
+                      _fmt(r["images_per_s"], 2), _fmt(r["seconds_per_iter_median"], 4),
+                      _fmt(r["peak_memory_bytes"] / 2**20, 1))
+    console.print(table)
+    mem = result["memory_ratio_a_over_b"]
+    console.print(f"throughput {model} / {vs} = [bold]{result['throughput_ratio_a_over_b']:.3f}x[/], "
+                  f"peak memory ratio {_fmt(mem, 3)} ({result['a']['memory_method']}) -> {result['path']}")
 
 
 def main() -> None:

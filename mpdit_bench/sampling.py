@@ -16,7 +16,6 @@ number of ranks.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -25,6 +24,7 @@ import torch
 
 from mpdit_bench import checkpoint, distributed
 from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.progress import progress_bar
 
 SAMPLERS = ("euler", "heun", "sde")
 OPTION_DEFAULTS: dict[str, Any] = {"sampler": "euler", "steps": 50, "cfg_scale": 1.0, "guidance_interval": None,
@@ -174,12 +174,9 @@ class LatentDecoder:
     """Undo the store's per-channel normalisation and decode with a diffusers AutoencoderKL (local path)."""
 
     def __init__(self, vae_path: str | Path, mean: Sequence[float], std: Sequence[float], device: torch.device):
-        from diffusers import AutoencoderKL
+        from mpdit_bench.data.latents import load_vae
 
-        if not Path(vae_path).exists():
-            raise FileNotFoundError(f"--vae {vae_path}: no such directory; allowed: a local AutoencoderKL folder "
-                                    "(save_pretrained layout, e.g. sd-vae-ft-ema)")
-        self.vae = AutoencoderKL.from_pretrained(str(vae_path)).to(device).eval()
+        self.vae = load_vae(vae_path, device)
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.device = device
@@ -200,18 +197,14 @@ def save_grid(images: np.ndarray, path: str | Path, nrow: int) -> Path:
     for i, img in enumerate(images):
         r, c = divmod(i, nrow)
         canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    Image.fromarray(canvas).save(tmp)
-    os.replace(tmp, path)
-    return path
+    with checkpoint.atomic_path(path) as tmp:
+        Image.fromarray(canvas).save(tmp)
+    return Path(path)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
+    with checkpoint.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def load_sampling_model(ckpt: dict[str, Any], use_ema: bool, device: torch.device) -> tuple[torch.nn.Module, ModelConfig]:
@@ -242,6 +235,8 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
         raise ConfigError("--vae", None, "a local AutoencoderKL folder: this checkpoint was trained on latents")
 
     info = distributed.setup(device)
+    if info.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         model, cfg = load_sampling_model(state, o["use_ema"], info.device)
         del state
@@ -249,13 +244,17 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
                    if dinfo.get("name") == "latents" else None)
         labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
         mine = list(range(info.rank, num, info.world_size))
-        bar, advance = _progress(progress and info.is_main, len(mine))
+        bar, advance = progress_bar(progress and info.is_main, len(mine), "sample")
+        chunks = []  # uint8 (b, H, W, 3) per batch: latents are decoded as they come, not held for all samples
         try:
-            x = sample_indices(model, cfg, mine, labels[mine], o, info.device, advance)
+            for start in range(0, len(mine), o["batch_size"]):
+                rows = mine[start:start + o["batch_size"]]
+                x = sample_indices(model, cfg, rows, labels[rows], o, info.device, advance)  # (b, C, h, w)
+                chunks.append(to_uint8(decoder(x) if decoder else x))
         finally:
             if bar is not None:
                 bar.stop()
-        images = np.concatenate([to_uint8(decoder(b)) for b in x.split(o["batch_size"])]) if decoder else to_uint8(x)
+        images = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(f".{out.stem}.rank{info.rank}.npz")
         _save_npz(part, images=images, indices=np.asarray(mine, dtype=np.int64))
@@ -278,26 +277,13 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
         part = out.with_name(f".{out.stem}.rank{r}.npz")
         with np.load(part) as f:
             imgs, idx = f["images"], f["indices"]
-        if merged is None:
-            merged = np.zeros((num, *imgs.shape[1:]), dtype=np.uint8)
-        merged[idx] = imgs
+        if len(idx):
+            if merged is None:
+                merged = np.zeros((num, *imgs.shape[1:]), dtype=np.uint8)
+            merged[idx] = imgs
     _save_npz(out, arr_0=merged, arr_1=labels.numpy().astype(np.int64))
     for r in range(world):
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
-
-
-def _progress(enabled: bool, total: int):
-    """A started rich progress bar and its advance(n) function, or (None, None)."""
-    if not enabled:
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("[bold]sample"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True))
-    task = bar.add_task("sample", total=total)
-    bar.start()
-    return bar, lambda n: bar.advance(task, n)
 
 
 __all__ = ["SAMPLERS", "check_options", "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",

@@ -1,7 +1,7 @@
 """Training: flow matching with AdamW + EMA, one loop for 1 CPU process and torchrun over many GPUs.
 
-Run config (YAML, see docs/CONTRACTS.md): sections ``model``, ``model_overrides``, ``data``, ``train``,
-``sample``. ``train(run_cfg, out_dir)`` writes RUN/config.yaml, metrics.csv, checkpoints/, summary.json
+The run config (YAML, sections ``model``, ``model_overrides``, ``data``, ``train``, ``sample``) is read
+and checked by mpdit_bench.run_config. ``train(run_cfg, out_dir)`` writes RUN/config.yaml, metrics.csv, checkpoints/, summary.json
 and resumes from RUN/checkpoints/last.pt when it exists: a run stopped at step s and resumed reproduces
 the uninterrupted run bit for bit (same device and world size).
 
@@ -18,8 +18,6 @@ import functools
 import io
 import json
 import math
-import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,128 +28,15 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mpdit_bench import checkpoint, distributed, flow
-from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
-from mpdit_bench.models import build_model, model_config
+from mpdit_bench.config import ConfigError
+from mpdit_bench.models import build_model
+from mpdit_bench.run_config import load_run_config, resolve_model_config, validate_run_config
 
-SECTIONS = ("model", "model_overrides", "data", "train", "sample")
-DATASETS = ("fashion-mnist", "latents")
 METRIC_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "wall_s", "val_loss")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
-
-
-# ---- run config ---------------------------------------------------------------------------------------
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# key: (default, check, allowed)
-TRAIN_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
-    "global_batch": (256, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (per-rank batch x world size)"),
-    "lr": (1e-4, lambda v: _is_num(v) and v > 0, "a number > 0 (constant learning rate)"),
-    "steps": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "seed": (0, _is_int, "an integer"),
-    "ema_decay": (0.9999, lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "weight_decay": (0.01, lambda v: _is_num(v) and v >= 0, "a number >= 0"),
-    "betas": ([0.9, 0.999], lambda v: isinstance(v, list) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v),
-              "two numbers in [0, 1), e.g. [0.9, 0.999]"),
-    "grad_clip": (None, lambda v: v is None or (_is_num(v) and v > 0), "null (no clipping) or a max grad norm > 0"),
-    "label_drop": (0.1, lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
-    "t_mean": (0.0, _is_num, "a number (logit-normal mean)"),
-    "t_std": (1.0, lambda v: _is_num(v) and v > 0, "a number > 0 (logit-normal std)"),
-    "device": ("auto", lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu, cuda"),
-    "precision": ("bf16", lambda v: v in ("bf16", "fp32"), "bf16 (autocast, GPU only), fp32"),
-    "tf32": (True, lambda v: isinstance(v, bool), "true or false"),
-    "compile": (False, lambda v: isinstance(v, bool), "true or false (torch.compile)"),
-    "activation_checkpointing": (False, lambda v: isinstance(v, bool), "true or false"),
-    "threads": (None, lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1 (torch CPU threads)"),
-    "num_workers": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (DataLoader workers)"),
-    "log_every": (10, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "ckpt_every": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (steps between last.pt saves)"),
-    "keep_every": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (steps between kept step_*.pt; 0 = none)"),
-    "val_every": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no validation)"),
-    "val_size": (512, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (held-out samples)"),
-    "time_limit_s": (None, lambda v: v is None or (_is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
-    "resume": (True, lambda v: isinstance(v, bool), "true or false (continue from RUN/checkpoints/last.pt)"),
-    "progress": (True, lambda v: isinstance(v, bool), "true or false (rich progress bar)"),
-}
-DATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
-    "name": ("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
-    "path": (None, lambda v: v is None or isinstance(v, str), "a latent store directory (for name: latents)"),
-    "limit": (None, lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
-}
-
-
-_SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _fill(section: str, given: Any, spec: dict, source: str) -> dict[str, Any]:
-    given = {} if given is None else given
-    if not isinstance(given, dict):
-        raise ConfigError(section, given, "a mapping of keys to values", source)
-    out = {}
-    for key, value in given.items():
-        if isinstance(value, str) and _SCI.fullmatch(value):
-            value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
-        if key not in spec:
-            raise ConfigError(f"{section}.{key}", value, "one of the keys " + ", ".join(spec), source)
-        if not spec[key][1](value):
-            raise ConfigError(f"{section}.{key}", value, spec[key][2], source)
-        out[key] = value
-    return {key: out.get(key, copy.deepcopy(default)) for key, (default, _, _) in spec.items()}
-
-
-def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict[str, Any]:
-    """Fill defaults and check every key; raises ConfigError naming the source, key and allowed values."""
-    if not isinstance(raw, dict):
-        raise ConfigError("(top level)", type(raw).__name__, "a mapping with sections " + ", ".join(SECTIONS), source)
-    for key in raw:
-        if key not in SECTIONS:
-            raise ConfigError(key, raw[key], "one of the sections " + ", ".join(SECTIONS), source)
-    if not isinstance(raw.get("model"), str):
-        raise ConfigError("model", raw.get("model"), "a preset name or shorthand (see `mpdit-bench models`)", source)
-    overrides = raw.get("model_overrides") or {}
-    if not isinstance(overrides, dict):
-        raise ConfigError("model_overrides", overrides, "a mapping of model config keys to values", source)
-    try:
-        model_config(raw["model"], **overrides)  # validates the preset and every override
-    except ConfigError as err:
-        key = err.key if err.key == "model" else f"model_overrides.{err.key}"
-        raise ConfigError(key, err.value, err.allowed, source) from None
-    cfg = {"model": raw["model"], "model_overrides": dict(overrides),
-           "data": _fill("data", raw.get("data"), DATA_KEYS, source),
-           "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
-           "sample": dict(raw.get("sample") or {})}
-    if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
-        raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
-    return cfg
-
-
-def load_run_config(path: str | Path, sets: list[str] | None = None) -> dict[str, Any]:
-    """Read a run YAML and apply ``--set section.key=value`` overrides, then validate."""
-    raw = load_yaml(path)
-    for dotted, value in parse_set(sets or []).items():
-        section, _, key = dotted.partition(".")
-        if section not in SECTIONS:
-            raise ConfigError(dotted, value, "section.key with section one of " + ", ".join(SECTIONS), "--set")
-        if section == "model":
-            if key:
-                raise ConfigError(dotted, value, "model=NAME (model_overrides.KEY for model config keys)", "--set")
-            raw["model"] = value
-            continue
-        if not key:
-            raise ConfigError(dotted, value, f"{section}.KEY=VALUE", "--set")
-        raw.setdefault(section, {})
-        if raw[section] is None:
-            raw[section] = {}
-        raw[section][key] = value
-    return validate_run_config(raw, source=str(path))
 
 
 # ---- data ------------------------------------------------------------------------------------------------
@@ -182,16 +67,6 @@ def data_info(dataset: torch.utils.data.Dataset, data_cfg: dict[str, Any]) -> di
         info.update(path=str(data_cfg["path"]), latent_mean=dataset.stats["mean"], latent_std=dataset.stats["std"],
                     resolution=dataset.stats.get("resolution"), classes=dataset.stats["classes"])
     return info
-
-
-def resolve_model_config(run_cfg: dict[str, Any], info: dict[str, Any]) -> ModelConfig:
-    """The preset with overrides; channels, classes and latent side come from the data."""
-    from_data = {"in_channels": info["channels"], "num_classes": info["num_classes"], "input_size": info["size"]}
-    for key, value in from_data.items():
-        given = run_cfg["model_overrides"].get(key)
-        if given is not None and given != value:
-            raise ConfigError(f"model_overrides.{key}", given, f"{value} (set by the data {info['name']}) or unset")
-    return model_config(run_cfg["model"], **{**run_cfg["model_overrides"], **from_data})
 
 
 def epoch_batches(sampler: DistributedSampler, epoch: int, batch: int, start: int) -> list[list[int]]:
@@ -271,7 +146,7 @@ class MetricsLog:
         writer = csv.DictWriter(buf, METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomic(self.path, buf.getvalue())
+        checkpoint.write_text_atomic(self.path, buf.getvalue())
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -292,12 +167,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _Progress:
@@ -375,7 +244,11 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
     last_path = ckpt_dir / "last.pt"
     step, epoch, batch_in_epoch, train_seconds, last_saved = 0, 0, 0, 0.0, None
     if tc["resume"] and last_path.is_file():
-        state = checkpoint.load(last_path, map_location=info.device)
+        state = checkpoint.load(last_path)  # on CPU: RNG states must stay CPU byte tensors
+        saved_batch = state["run_config"]["train"]["global_batch"]
+        if saved_batch != tc["global_batch"]:  # the data position is counted in batches
+            raise ConfigError("train.global_batch", tc["global_batch"],
+                              f"{saved_batch}, the value {last_path} was trained with (or a new --out)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -386,7 +259,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
         del state
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
+        checkpoint.write_text_atomic(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
 
     if tc["activation_checkpointing"]:
         enable_activation_checkpointing(model)
@@ -493,7 +366,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
                "device": str(info.device), "epoch": epoch, "model": run_cfg["model"], "model_config": mcfg.to_dict(),
                "params": sum(p.numel() for p in model.parameters()), "stopped_by_time_limit": step < tc["steps"]}
     if info.is_main:
-        _write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+        checkpoint.write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 

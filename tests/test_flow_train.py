@@ -54,7 +54,7 @@ def test_loss_falls_when_overfitting_a_handful_of_images():
     data = FashionMNIST("train", limit=8)
     x = torch.stack([data[i][0] for i in range(8)])
     y = torch.tensor([data[i][1] for i in range(8)])
-    model = create_model("MPDiT-B", hidden_size=64, num_heads=2, depths=[1, 1], patch_sizes=[8, 4],
+    model = create_model("MPDiT-B", hidden_size=32, num_heads=2, depths=[1, 1], patch_sizes=[8, 4],
                          class_tokens=2, in_channels=1, num_classes=10, input_size=32)
     fixed = flow.draw((1, 32, 32), 8, 0, 1, seed=1, step=0, label_drop=0.0)
 
@@ -64,7 +64,7 @@ def test_loss_falls_when_overfitting_a_handful_of_images():
 
     before = held_loss()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for step in range(120):
+    for step in range(80):
         loss = flow.flow_loss(model, x, y, flow.draw((1, 32, 32), 8, 0, 1, seed=2, step=step), 10)
         opt.zero_grad()
         loss.backward()
@@ -98,12 +98,18 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
     full_rows = list(csv.DictReader(open(tmp_path / "full" / "metrics.csv")))
     assert [r["loss"] for r in rows] == [r["loss"] for r in full_rows]
+    with pytest.raises(ConfigError, match="train.global_batch"):
+        train(tiny_run(steps=8, global_batch=4), tmp_path / "split")
 
 
 def test_training_changes_weights_and_writes_run_dir(tmp_path):
-    summary = train(tiny_run(steps=2, val_every=2, val_size=8), tmp_path / "run")
+    seen = []
+    summary = train(tiny_run(steps=2, val_every=2, val_size=8), tmp_path / "run",
+                    on_validation=lambda step, loss: seen.append((step, loss)))
     assert summary["final_step"] == 2 and summary["images_seen"] == 16 and summary["world_size"] == 1
-    assert math.isfinite(summary["last_val_loss"])
+    assert math.isfinite(summary["last_val_loss"]) and seen == [(2, summary["last_val_loss"])]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert float(rows[-1]["val_loss"]) == summary["last_val_loss"] and rows[0]["val_loss"] == ""
     state = _state(tmp_path / "run")
     init = create_model("MPDiT-B", **{**tiny_run()["model_overrides"], "in_channels": 1, "num_classes": 10,
                                       "input_size": 32})
@@ -145,10 +151,11 @@ def test_geometry_comes_from_the_data():
     ("train", "precision", "fp8", "bf16"),
     ("data", "name", "imagenet", "fashion-mnist, latents"),
     ("model_overrides", "num_heads", 5, "divisor of hidden_size"),
+    ("sample", "sampler", "ddim", "euler, heun, sde"),
 ])
 def test_bad_run_config_names_file_and_key(tmp_path, section, key, value, allowed):
     cfg = tiny_run()
-    cfg[section][key] = value
+    cfg.setdefault(section, {})[key] = value
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError) as err:
@@ -165,3 +172,23 @@ def test_set_overrides_and_unknown_section(tmp_path):
         load_run_config(path, ["optim.lr=1"])
     with pytest.raises(ConfigError, match="data.path"):
         validate_run_config({**tiny_run(), "data": {"name": "latents"}})
+
+
+class Pruned(Exception):
+    pass
+
+
+def test_on_validation_can_stop_the_run(tmp_path):
+    def prune(step, loss):
+        raise Pruned(step)
+
+    with pytest.raises(Pruned, match="1"):
+        train(tiny_run(steps=4, val_every=1, val_size=4), tmp_path / "run", on_validation=prune)
+
+
+def test_activation_checkpointing_gives_the_same_training(tmp_path):
+    train(tiny_run(steps=2), tmp_path / "plain")
+    train(tiny_run(steps=2, activation_checkpointing=True), tmp_path / "ckpt")
+    a, b = _state(tmp_path / "plain")["model"], _state(tmp_path / "ckpt")["model"]
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key

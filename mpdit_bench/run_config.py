@@ -1,0 +1,149 @@
+"""The run config: one YAML with sections model, model_overrides, data, train, sample.
+
+Every key is checked, with defaults filled in, before any data or model is touched; errors name the
+file, the key and the allowed values. ``--set section.key=value`` overrides any key.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
+from mpdit_bench.models import model_config
+from mpdit_bench.sampling import check_options
+
+SECTIONS = ("model", "model_overrides", "data", "train", "sample")
+DATASETS = ("fashion-mnist", "latents")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key: (default, check, allowed)
+TRAIN_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
+    "global_batch": (256, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (per-rank batch x world size)"),
+    "lr": (1e-4, lambda v: _is_num(v) and v > 0, "a number > 0 (constant learning rate)"),
+    "steps": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "seed": (0, _is_int, "an integer"),
+    "ema_decay": (0.9999, lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "weight_decay": (0.01, lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "betas": ([0.9, 0.999], lambda v: isinstance(v, list) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v),
+              "two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    "grad_clip": (None, lambda v: v is None or (_is_num(v) and v > 0), "null (no clipping) or a max grad norm > 0"),
+    "label_drop": (0.1, lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "t_mean": (0.0, _is_num, "a number (logit-normal mean)"),
+    "t_std": (1.0, lambda v: _is_num(v) and v > 0, "a number > 0 (logit-normal std)"),
+    "device": ("auto", lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu, cuda"),
+    "precision": ("bf16", lambda v: v in ("bf16", "fp32"), "bf16 (autocast, GPU only), fp32"),
+    "tf32": (True, lambda v: isinstance(v, bool), "true or false"),
+    "compile": (False, lambda v: isinstance(v, bool), "true or false (torch.compile)"),
+    "activation_checkpointing": (False, lambda v: isinstance(v, bool), "true or false"),
+    "threads": (None, lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1 (torch CPU threads)"),
+    "num_workers": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (DataLoader workers)"),
+    "log_every": (10, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "ckpt_every": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (steps between last.pt saves)"),
+    "keep_every": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (steps between kept step_*.pt; 0 = none)"),
+    "val_every": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no validation)"),
+    "val_size": (512, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (held-out samples)"),
+    "time_limit_s": (None, lambda v: v is None or (_is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
+    "resume": (True, lambda v: isinstance(v, bool), "true or false (continue from RUN/checkpoints/last.pt)"),
+    "progress": (True, lambda v: isinstance(v, bool), "true or false (rich progress bar)"),
+}
+DATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
+    "name": ("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
+    "path": (None, lambda v: v is None or isinstance(v, str), "a latent store directory (for name: latents)"),
+    "limit": (None, lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
+}
+
+
+_SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _fill(section: str, given: Any, spec: dict, source: str) -> dict[str, Any]:
+    given = {} if given is None else given
+    if not isinstance(given, dict):
+        raise ConfigError(section, given, "a mapping of keys to values", source)
+    out = {}
+    for key, value in given.items():
+        if isinstance(value, str) and _SCI.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
+        if key not in spec:
+            raise ConfigError(f"{section}.{key}", value, "one of the keys " + ", ".join(spec), source)
+        if not spec[key][1](value):
+            raise ConfigError(f"{section}.{key}", value, spec[key][2], source)
+        out[key] = value
+    return {key: out.get(key, copy.deepcopy(default)) for key, (default, _, _) in spec.items()}
+
+
+def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict[str, Any]:
+    """Fill defaults and check every key; raises ConfigError naming the source, key and allowed values."""
+    if not isinstance(raw, dict):
+        raise ConfigError("(top level)", type(raw).__name__, "a mapping with sections " + ", ".join(SECTIONS), source)
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(key, raw[key], "one of the sections " + ", ".join(SECTIONS), source)
+    if not isinstance(raw.get("model"), str):
+        raise ConfigError("model", raw.get("model"), "a preset name or shorthand (see `mpdit-bench models`)", source)
+    overrides = raw.get("model_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("model_overrides", overrides, "a mapping of model config keys to values", source)
+    try:
+        model_config(raw["model"], **overrides)  # validates the preset and every override
+    except ConfigError as err:
+        key = err.key if err.key == "model" else f"model_overrides.{err.key}"
+        raise ConfigError(key, err.value, err.allowed, source) from None
+    if not isinstance(raw.get("sample") or {}, dict):
+        raise ConfigError("sample", raw["sample"], "a mapping of sampling options", source)
+    cfg = {"model": raw["model"], "model_overrides": dict(overrides),
+           "data": _fill("data", raw.get("data"), DATA_KEYS, source),
+           "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
+           "sample": dict(raw.get("sample") or {})}
+    try:
+        check_options(cfg["sample"], source)
+    except ConfigError as err:
+        raise ConfigError(f"sample.{err.key}", err.value, err.allowed, source) from None
+    if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
+        raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
+    return cfg
+
+
+def load_run_config(path: str | Path, sets: list[str] | None = None) -> dict[str, Any]:
+    """Read a run YAML and apply ``--set section.key=value`` overrides, then validate."""
+    raw = load_yaml(path)
+    for dotted, value in parse_set(sets or []).items():
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS:
+            raise ConfigError(dotted, value, "section.key with section one of " + ", ".join(SECTIONS), "--set")
+        if section == "model":
+            if key:
+                raise ConfigError(dotted, value, "model=NAME (model_overrides.KEY for model config keys)", "--set")
+            raw["model"] = value
+            continue
+        if not key:
+            raise ConfigError(dotted, value, f"{section}.KEY=VALUE", "--set")
+        raw.setdefault(section, {})
+        if raw[section] is None:
+            raw[section] = {}
+        raw[section][key] = value
+    return validate_run_config(raw, source=str(path))
+
+
+def resolve_model_config(run_cfg: dict[str, Any], info: dict[str, Any]) -> ModelConfig:
+    """The preset with overrides; channels, classes and latent side come from the data."""
+    from_data = {"in_channels": info["channels"], "num_classes": info["num_classes"], "input_size": info["size"]}
+    for key, value in from_data.items():
+        given = run_cfg["model_overrides"].get(key)
+        if given is not None and given != value:
+            raise ConfigError(f"model_overrides.{key}", given, f"{value} (set by the data {info['name']}) or unset")
+    return model_config(run_cfg["model"], **{**run_cfg["model_overrides"], **from_data})
+
+
+__all__ = ["DATA_KEYS", "SECTIONS", "TRAIN_KEYS", "load_run_config", "resolve_model_config", "validate_run_config"]
