@@ -37,7 +37,6 @@ def test_single_process_info_from_env(monkeypatch):
         distributed.setup("tpu")
 
 
-@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_sample_the_same(tmp_path):
     cfg = tiny_run(steps=4, ckpt_every=4)  # global batch 8: 4 per rank under torchrun
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
