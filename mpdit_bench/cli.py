@@ -131,7 +131,7 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
         table.add_column("value", justify="right")
         for key in ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
                     "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy"):
-            if not key.endswith("_proxy") or "proxy" in result["metrics"]:
+            if key.endswith("_proxy") == ("proxy" in result["metrics"]) or result[key] is not None:
                 table.add_row(key, _fmt(result[key], 4))
         console.print(table)
         for note in result["notes"]:

@@ -75,7 +75,8 @@ def _inception_metrics(wanted, sample_feats: dict, ref: Optional[Source], ref_fe
         mu_r, sigma_r = (stored["mu"], stored["sigma"]) if "mu" in stored else M.gaussian_stats(feats["pool3"])
         if len(mu_r) != POOL3_DIM:
             raise SourceError(f"{ref.name}: key mu has {len(mu_r)} values; allowed: {POOL3_DIM} (pool3)")
-        out["fid"] = M.frechet_distance(*M.gaussian_stats(sample_feats["pool3"]), mu_r, sigma_r)
+        out["fid"] = M.frechet_distance(*M.gaussian_stats(sample_feats["pool3"]), mu_r, sigma_r,
+                                        method=opts["fd_method"])
     if "sfid" in wanted:
         if "mu_s" in stored:
             mu_r, sigma_r = stored["mu_s"], stored.get("sigma_s")
@@ -86,7 +87,8 @@ def _inception_metrics(wanted, sample_feats: dict, ref: Optional[Source], ref_fe
         else:
             if len(mu_r) != SPATIAL_DIM:
                 raise SourceError(f"{ref.name}: key mu_s has {len(mu_r)} values; allowed: {SPATIAL_DIM} (17x17x7)")
-            out["sfid"] = M.frechet_distance(sample_feats["spatial_mu"], sample_feats["spatial_sigma"], mu_r, sigma_r)
+            out["sfid"] = M.frechet_distance(sample_feats["spatial_mu"], sample_feats["spatial_sigma"], mu_r,
+                                             sigma_r, method=opts["fd_method"])
     if {"prec", "recall", "kid"} & set(wanted):
         if "pool3" not in feats:
             notes.append("precision/recall/kid: unavailable: the reference carries statistics but no images (arr_0)")
@@ -109,7 +111,8 @@ def _proxy_metrics(sample_feats: dict, ref_feats: Optional[dict], labels, opts: 
         notes.append("fmnist proxy distances: unavailable: the reference has no images")
         return
     fake, real = sample_feats["proxy"], ref_feats["proxy"]
-    out["fd_fmnist_proxy"] = M.frechet_distance(*M.gaussian_stats(fake), *M.gaussian_stats(real))
+    out["fd_fmnist_proxy"] = M.frechet_distance(*M.gaussian_stats(fake), *M.gaussian_stats(real),
+                                                method=opts["fd_method"])
     out["kid_fmnist_proxy"], out["kid_fmnist_proxy_std"] = M.kernel_inception_distance(
         fake, real, opts["kid_subsets"], opts["kid_subset_size"])
     out["precision_fmnist_proxy"], out["recall_fmnist_proxy"] = M.precision_recall(real, fake, opts["k"])
@@ -119,7 +122,8 @@ def _proxy_metrics(sample_feats: dict, ref_feats: Optional[dict], labels, opts: 
 
 def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, *, batch_size: int = 50,
              device: str = "cpu", weights=None, progress: bool = True, use_cache: bool = True, k: int = 3,
-             kid_subsets: int = 100, kid_subset_size: int = 1000, is_split_size: int = 5000) -> dict:
+             kid_subsets: int = 100, kid_subset_size: int = 1000, is_split_size: int = 5000,
+             fd_method: str = "sqrtm") -> dict:
     """Metrics of SAMPLES against REF as one flat dict (keys in docs/CONTRACTS.md; null = not computed)."""
     start = time.time()
     wanted = parse_metrics(metrics)
@@ -134,11 +138,14 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     if "proxy" in wanted and sample_src.labels is not None and sample_src.labels.max(initial=0) >= 10:
         raise SourceError(f"{sample_src.name}: key arr_1 has labels up to {sample_src.labels.max()}; the "
                           "Fashion-MNIST proxy allows 0..9")
-    opts = dict(k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_split_size=is_split_size)
+    if fd_method not in ("sqrtm", "eigh"):
+        raise SourceError(f"fd_method {fd_method!r} is unknown; allowed: sqrtm (ADM), eigh")
+    opts = dict(k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_split_size=is_split_size,
+                fd_method=fd_method)
     out: dict = {key: None for key in RESULT_KEYS}
     out.update(num_samples=sample_src.num, num_reference=None, inception_weights_sha256=None,
                reference_sha256=ref_src.content_hash() if ref_src else None, proxy_weights_sha256=None,
-               metrics=list(wanted), kid_std=None, kid_fmnist_proxy_std=None)
+               metrics=list(wanted), fd_method=fd_method, kid_std=None, kid_fmnist_proxy_std=None)
     notes: list[str] = []
     sample_extractors, inception, proxy = [], None, None
 

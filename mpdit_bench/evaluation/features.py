@@ -55,9 +55,9 @@ class InceptionFeatures:
         return {k: v.float().cpu().numpy() for k, v in feats.items()}
 
 
-def progress_bar(enabled: bool = True) -> Progress:
+def progress_bar(enabled: bool = True, unit: str = "img") -> Progress:
     """On stderr, so that `--json` output on stdout stays one clean object."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("img"),
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                     TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
                     console=Console(stderr=True))
 

@@ -37,17 +37,31 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(0), np.cov(features, rowvar=False)
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2), with scipy's sqrtm as ADM does.
+def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((S1 S2)^1/2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)): S1 S2 is similar to that symmetric PSD matrix."""
+    lam, vec = np.linalg.eigh(sigma1)
+    root1 = (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
+    inner = np.linalg.eigvalsh(root1 @ sigma2 @ root1)
+    return float(np.sqrt(np.clip(inner, 0, None)).sum())
 
-    Singular products (fewer samples than dimensions) can give a non-finite or complex root: then the
-    diagonals are offset by eps, and a remaining imaginary part above 1e-3 is an error, not a number.
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "sqrtm") -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2).
+
+    method 'sqrtm' is ADM's: scipy's sqrtm of S1 S2. Singular products (fewer samples than dimensions) can
+    give a non-finite or complex root: then the diagonals are offset by eps, and a remaining imaginary
+    part above 1e-3 is an error, not a number. method 'eigh' uses the symmetric form S1^1/2 S2 S1^1/2
+    (the same value for covariance matrices, never complex, and more accurate when they are singular).
     """
+    if method not in ("sqrtm", "eigh"):
+        raise ValueError(f"Frechet distance method {method!r} is unknown; allowed: sqrtm, eigh")
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(f"statistics disagree in shape: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
     diff = mu1 - mu2
+    if method == "eigh":
+        return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * _trace_sqrt_product(sigma1, sigma2))
 
     def root(a, b):
         with warnings.catch_warnings():
