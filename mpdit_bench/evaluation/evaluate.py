@@ -145,7 +145,8 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     out: dict = {key: None for key in RESULT_KEYS}
     out.update(num_samples=sample_src.num, num_reference=None, inception_weights_sha256=None,
                reference_sha256=ref_src.content_hash() if ref_src else None, proxy_weights_sha256=None,
-               metrics=list(wanted), fd_method=fd_method, kid_std=None, kid_fmnist_proxy_std=None)
+               metrics=list(wanted), fd_method=fd_method, kid_std=None, kid_fmnist_proxy_std=None,
+               reference_cached=None)
     notes: list[str] = []
     sample_extractors, inception, proxy = [], None, None
 
@@ -174,7 +175,7 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
         if needs_images:
             ref_feats = reference_features(ref_src, f"inception-{out['inception_weights_sha256'][:16]}", inception,
                                            batch_size, progress, use_cache)
-            out["num_reference"] = ref_src.num
+            out["num_reference"], out["reference_cached"] = ref_src.num, bool(ref_feats["cached"])
         _inception_metrics(wanted, sample_feats, ref_src, ref_feats, opts, out, notes)
     if proxy is not None:
         ref_feats = None

@@ -47,7 +47,7 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(self.device)  # (B, 3, H, W) uint8
+        x = torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2).to(self.device)  # (B, 3, H, W) uint8
         out = self.net(x)
         feats = {"pool3": out[0], "spatial": self._spatial}
         if self.logits:

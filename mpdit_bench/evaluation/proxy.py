@@ -57,7 +57,7 @@ def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def train_proxy(recipe: dict = RECIPE, progress: bool = True) -> tuple[dict, float]:
+def train_proxy(recipe: dict, progress: bool = True) -> tuple[dict, float]:
     """Train FmnistNet on Fashion-MNIST train; (state dict, test accuracy). Seeded; CPU, a minute or so."""
     from mpdit_bench.data.fashion_mnist import load_arrays
     from mpdit_bench.evaluation.features import progress_bar
@@ -88,8 +88,9 @@ def train_proxy(recipe: dict = RECIPE, progress: bool = True) -> tuple[dict, flo
     return net.state_dict(), accuracy
 
 
-def proxy_weights(recipe: dict = RECIPE, progress: bool = True) -> tuple[str, str]:
+def proxy_weights(recipe: dict | None = None, progress: bool = True) -> tuple[str, str]:
     """(path, sha256) of the cached proxy classifier, trained on first use. Keyed by the recipe's hash."""
+    recipe = recipe or RECIPE
     folder = cache_dir() / "proxy"
     path = folder / f"fmnist-proxy-{recipe_hash(recipe)}.pt"
     if not path.is_file():
@@ -104,8 +105,8 @@ def proxy_weights(recipe: dict = RECIPE, progress: bool = True) -> tuple[str, st
 class ProxyFeatures:
     """uint8 (B, H, W, 3) -> {'proxy': (B, 128) penultimate features, 'proxy_pred': (B,) predicted class}."""
 
-    def __init__(self, device: str = "cpu", recipe: dict = RECIPE, progress: bool = True):
-        self.path, self.sha256 = proxy_weights(recipe, progress)
+    def __init__(self, device: str = "cpu", recipe: dict | None = None, progress: bool = True):
+        self.path, self.sha256 = proxy_weights(recipe or RECIPE, progress)
         self.device = torch.device(device)
         self.net = FmnistNet()
         self.net.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
