@@ -10,7 +10,6 @@ from mpdit_bench.evaluation import evaluate, inception as I, write_npz
 from mpdit_bench.evaluation.features import InceptionFeatures, spatial_features
 from tf_layout_inception import TFLayoutInception, save_random_torchscript
 
-torch.set_num_threads(2)
 
 
 def smooth_images(n: int, size: int = 40, seed: int = 0) -> torch.Tensor:
@@ -50,6 +49,11 @@ def test_conversion_check_catches_a_wrong_mapping(weights, tmp_path):
     torch.save(state, tmp_path / "swapped.pth")
     with pytest.raises(I.WeightsError, match="disagree"):
         I.check_conversion(ts, tmp_path / "swapped.pth", num_images=1)
+
+
+def test_conversion_is_reproducible(weights, tmp_path):
+    again = I.convert_torchscript(weights[0], tmp_path / weights[1].name, check=False)
+    assert I.sha256_file(again) == I.sha256_file(weights[1])  # same tensors, same bytes, same recorded hash
 
 
 def test_converted_weights_have_no_classifier(weights):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -69,16 +70,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save through a temp file in the same folder, so a crash never leaves half a file."""
+    """torch.save via a temp folder in the same place, then os.replace: a crash never leaves half a file.
+
+    The file is written under its final name (torch.save puts that name inside the archive), so the same
+    tensors always give the same bytes and the same SHA-256.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
+    tmp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        torch.save(obj, tmp_dir / path.name)
+        os.replace(tmp_dir / path.name, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def torchscript_path() -> Path:
@@ -186,11 +189,14 @@ def convert_torchscript(torchscript: str | Path, out: str | Path, check: bool = 
     out = Path(out)
     ts = torch.jit.load(str(torchscript), map_location="cpu")
     state = convert_state_dict(ts.state_dict())
-    tmp = out.with_suffix(out.suffix + ".unchecked")
-    atomic_save(state, tmp)
-    if check:
-        check_conversion(torchscript, tmp)
-    os.replace(tmp, out)
+    if check:  # checked in a folder of its own first, so an unchecked file never sits at ``out``
+        tmp_dir = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".unchecked-"))
+        try:
+            atomic_save(state, tmp_dir / out.name)
+            check_conversion(torchscript, tmp_dir / out.name)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    atomic_save(state, out)
     return out
 
 
