@@ -127,10 +127,10 @@ def test_is_refused_without_classifier(weights, tmp_path):
 @pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_reference_is_cached(weights, tmp_path, monkeypatch):
     monkeypatch.setenv("MPDIT_CACHE", str(tmp_path / "cache"))
-    npz = write_npz(tmp_path / "x.npz", smooth_images(3, 24, seed=2).permute(0, 2, 3, 1).numpy())
+    npz = write_npz(tmp_path / "x.npz", smooth_images(4, 24, seed=2).permute(0, 2, 3, 1).numpy())
     kw = dict(metrics="fid,sfid,prec,recall,kid", weights=weights[1], progress=False, fd_method="eigh")
     first = evaluate(npz, npz, **kw)
-    assert first["reference_cached"] is False and first["num_samples"] == first["num_reference"] == 3
+    assert first["reference_cached"] is False and first["num_samples"] == first["num_reference"] == 4
     assert abs(first["fid"]) < 1e-3 and abs(first["sfid"]) < 1e-3  # rounding only
     assert first["precision"] == 1.0 and first["recall"] == 1.0
     assert first["reference_sha256"] and first["is"] is None and first["fd_fmnist_proxy"] is None

@@ -134,6 +134,8 @@ def test_evaluate_checks_inputs_before_compute(tmp_path):
     np.savez(tmp_path / "stats.npz", mu=np.zeros(2048), sigma=np.eye(2048))
     with pytest.raises(SourceError, match="SAMPLES must hold images"):
         evaluate(tmp_path / "stats.npz", tmp_path / "s.npz", metrics="fid", progress=False)
+    with pytest.raises(SourceError, match="k=3 needs more than 3"):
+        evaluate(tmp_path / "s.npz", "fashion-mnist:test:3", metrics="prec", progress=False)
     write_npz(tmp_path / "lab.npz", images(), np.array([0, 1, 2, 3, 42]))
     with pytest.raises(SourceError, match="arr_1.*0..9"):
         evaluate(tmp_path / "lab.npz", tmp_path / "s.npz", metrics="proxy", progress=False)

@@ -140,6 +140,9 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
                           "Fashion-MNIST proxy allows 0..9")
     if fd_method not in ("sqrtm", "eigh"):
         raise SourceError(f"fd_method {fd_method!r} is unknown; allowed: sqrtm (ADM), eigh")
+    too_few = [s for s in (sample_src, ref_src) if s is not None and 0 < s.num <= k]
+    if {"prec", "recall"} & set(wanted) and too_few:
+        raise SourceError(f"{too_few[0].name}: {too_few[0].num} images; precision/recall with k={k} needs more than {k}")
     opts = dict(k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_split_size=is_split_size,
                 fd_method=fd_method)
     out: dict = {key: None for key in RESULT_KEYS}
