@@ -310,7 +310,9 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
         enable_activation_checkpointing(model)
     net: torch.nn.Module = PackedForward(model) if tc["packing"] else model
     if info.distributed:
-        net = DDP(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        # a rank's share of a schedule model's batch may lack a stage, leaving that stage's modules unused
+        net = DDP(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                  find_unused_parameters=bool(mcfg.time_patch_sizes))
     if tc["compile"]:
         net = torch.compile(net)
 

@@ -212,3 +212,20 @@ def test_convert_a_trained_isotropic_run_then_sample_and_fine_tune(tmp_path):
             assert torch.allclose(v, conv[part][k], atol=3e-3), (part, k)
     with pytest.raises(ConfigError, match=r"train\.init_from.*time_patch_sizes"):
         train(run_cfg(None, steps=1, init_from=str(tmp_path / "ppf.pt")), tmp_path / "wrong")
+
+
+# ---- two ranks -------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("packing", [False, True])
+def test_two_gloo_ranks_match_one_process_for_a_schedule_model(tmp_path, packing):
+    from test_distributed import _torchrun
+
+    # counts 6, 1, 1 over the global batch of 8: rank 0 sees no stage-2 sample, rank 1 no stage-1 sample
+    cfg = run_cfg(steps=2, ckpt_every=2, stage_proportions=[0.75, 0.125, 0.125], packing=packing)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    train(cfg, tmp_path / "one")
+    _torchrun("train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "two"))
+    one, two = _state(tmp_path / "one"), _state(tmp_path / "two")
+    assert two["world_size"] == 2
+    for key, a in one["model"].items():
+        assert torch.allclose(a, two["model"][key], rtol=1e-5, atol=1e-6), key
