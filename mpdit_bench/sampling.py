@@ -84,7 +84,10 @@ def guided_velocity(model: torch.nn.Module, channels: int, null_class: int,
     def velocity(x: torch.Tensor, t: float, y: torch.Tensor) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
         in_interval = interval is None or interval[0] <= t <= interval[1]
-        w = scales[0] if len(scales) == 1 else float(ppflow.guidance_scale_at(tt[:1], scales, model))
+        if len(scales) == 1:
+            w = scales[0]
+        else:  # the stage of t as the model sees it (float32), looked up on the CPU: no device sync per step
+            w = float(ppflow.guidance_scale_at(torch.tensor([t], dtype=torch.float32), scales, model))
         if w == 1.0 or not in_interval:
             return model(x, tt, y)[:, :channels]
         null = torch.full_like(y, null_class)
