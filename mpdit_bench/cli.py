@@ -161,7 +161,9 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
            out: str = typer.Option("samples.npz", "--out", help="ADM-layout .npz; the PNG grid goes beside it"),
            sampler: Optional[str] = typer.Option(None, help="euler, heun or sde (default: run config, else euler)"),
            steps: Optional[int] = typer.Option(None, help="Integration steps (default 50)"),
-           cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Guidance scale (1 = none)"),
+           cfg_scale: Optional[str] = typer.Option(None, "--cfg-scale",
+                                                   help="Guidance scale (1 = none), or one per stage of a patch "
+                                                        "schedule, coarse first, e.g. 1.0,3.0"),
            guidance_interval: Optional[str] = typer.Option(None, "--guidance-interval", help="t_lo,t_hi"),
            seed: Optional[int] = typer.Option(None, help="Seed (per-sample streams)"),
            batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Samples per forward pass"),
@@ -179,10 +181,15 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
         interval = [float(v) for v in guidance_interval.split(",")] if guidance_interval else None
     except ValueError:
         fail(f"--guidance-interval {guidance_interval!r} is invalid; allowed: t_lo,t_hi, e.g. 0.1,0.9")
+    try:
+        scales = [float(w) for w in cfg_scale.split(",")] if cfg_scale else None
+    except ValueError:
+        fail(f"--cfg-scale {cfg_scale!r} is invalid; allowed: a number, or numbers one per stage, e.g. 1.0,3.0")
+    scale = scales[0] if scales and len(scales) == 1 else scales
     label_opt = int(labels) if labels is not None and labels.isdigit() else labels
     try:
         path = sample_checkpoint(ckpt, num, out, vae=vae, device=device, sampler=sampler, steps=steps,
-                                 cfg_scale=cfg_scale, guidance_interval=interval, seed=seed, batch_size=batch_size,
+                                 cfg_scale=scale, guidance_interval=interval, seed=seed, batch_size=batch_size,
                                  labels=label_opt, use_ema=False if raw_weights else None)
     except (CheckpointError, FileNotFoundError) as err:
         fail(str(err), code=1)

@@ -10,20 +10,22 @@ The coarser stages get, following PPFlow:
   the source's f x f expansion over the larger F x F block (each sub-block expands as the source did);
 - the level embedding zero, so that the fine stage reproduces the source model exactly.
 
-Checkpoints (until the engine's format is final): a dict read with ``torch.load(weights_only=True)``,
-with the state dict under "model", optionally "ema", and the source ModelConfig as a dict under
-"model_config" (else named on the command line).
+Checkpoints: the engine's format (mpdit_bench.checkpoint: "format", "step", "model", "ema", "model_config",
+"run_config", "data_info"), read with ``torch.load(weights_only=True)``; a foreign dict with the state dict
+under "model" works too when the source config is named on the command line. The output is an engine
+checkpoint at step 0 (no optimizer or RNG state): ``mpdit-bench sample`` reads it, and a run fine-tunes it
+with ``train.init_from: NEW.pt``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
+from mpdit_bench import checkpoint
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import build_model
 from mpdit_bench.models.embeddings import frozen_pos_embed
@@ -169,7 +171,7 @@ def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model
     extra = {} if boundaries is None else {"time_boundaries": boundaries}
     cfg = ppflow_config(source_cfg, levels, **extra)
     new: dict[str, Any] = {
-        "format": ckpt.get("format", "mpdit-bench-checkpoint-v1"), "step": 0, "epoch": 0, "batch_in_epoch": 0,
+        "format": checkpoint.FORMAT, "step": 0, "epoch": 0, "batch_in_epoch": 0,
         "model": convert_isotropic_to_ppflow(ckpt["model"], cfg),
         "model_config": cfg.to_dict(),
         "converted_from": {"path": str(path), "step": ckpt.get("step"), "config_hash": source_cfg.config_hash(),
@@ -186,15 +188,7 @@ def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model
                                   "time_patch_sizes": list(cfg.time_patch_sizes),
                                   "time_boundaries": list(cfg.time_boundaries)}
         new["run_config"] = run
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        torch.save(new, tmp)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    out = checkpoint.save_atomic(new, out)
     return {"out": str(out), "model_config": cfg.to_dict(), "config_hash": cfg.config_hash(),
             "tensors": len(new["model"]), "ema": "ema" in new}
 

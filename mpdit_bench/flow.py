@@ -3,6 +3,9 @@
     z_t = (1 - t) z + t n,   target v = n - z,   t = sigmoid(N(mean, std)) (logit-normal),
     labels replaced by the null class (= num_classes) with probability ``label_drop``.
 
+A model with a patch schedule (PPFlow) replaces the logit-normal t by ``times``, e.g. stage-proportional
+t from ``ppflow.sample_stage_times``, drawn from the same generator at the same point of the stream.
+
 The random draws of a step come from one generator seeded by (seed, step) and are drawn for the whole
 global batch; each rank takes its own rows. So the noise a sample gets depends only on its position
 in the global batch, not on how many ranks share it, and a resumed run draws exactly what an
@@ -12,6 +15,7 @@ uninterrupted one would.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,14 +44,19 @@ def logit_normal_t(n: int, generator: torch.Generator, mean: float = 0.0, std: f
 
 def draw(shape: tuple[int, ...], global_batch: int, rank: int, world: int, seed: int, step: int,
          label_drop: float = 0.1, t_mean: float = 0.0, t_std: float = 1.0,
-         device: torch.device | str = "cpu") -> FlowDraws:
+         device: torch.device | str = "cpu",
+         times: Callable[[int, torch.Generator], torch.Tensor] | None = None) -> FlowDraws:
     """Draw noise, t and label drops for the global batch, keep rows rank, rank + world, ...
 
     Row r + world * j of the global batch is this rank's j-th sample, matching DistributedSampler's
-    interleaved sharding, so the sample -> noise pairing is the same for any world size."""
+    interleaved sharding, so the sample -> noise pairing is the same for any world size.
+    ``times(n, generator) -> (n,) t`` replaces the logit-normal draw (t_mean, t_std then unused)."""
     g = step_generator(seed, step, device)
     noise = torch.randn((global_batch, *shape), generator=g, device=device)
-    t = logit_normal_t(global_batch, g, t_mean, t_std, device)
+    if times is None:
+        t = logit_normal_t(global_batch, g, t_mean, t_std, device)
+    else:
+        t = times(global_batch, g).to(device)
     drop = torch.rand(global_batch, generator=g, device=device) < label_drop
     rows = slice(rank, global_batch, world)
     return FlowDraws(noise[rows], t[rows], drop[rows])

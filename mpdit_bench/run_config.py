@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import model_config
-from mpdit_bench.sampling import check_options
+from mpdit_bench.sampling import check_cfg_scale, check_options
 
 SECTIONS = ("model", "model_overrides", "data", "train", "sample")
 DATASETS = ("fashion-mnist", "latents")
@@ -56,6 +56,14 @@ TRAIN_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
     "time_limit_s": (None, lambda v: v is None or (_is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
     "resume": (True, lambda v: isinstance(v, bool), "true or false (continue from RUN/checkpoints/last.pt)"),
     "progress": (True, lambda v: isinstance(v, bool), "true or false (rich progress bar)"),
+    # PPFlow (models with model_overrides.time_patch_sizes): t drawn per stage in these proportions
+    "stage_proportions": (None, lambda v: v is None or (isinstance(v, list) and len(v) >= 1
+                                                         and all(_is_num(p) and p >= 0 for p in v) and sum(v) > 0),
+                          "null (PPFlow's: each stage's share of t, e.g. 50/25/25) or numbers >= 0, one per stage, "
+                          "coarse first, e.g. [0.5, 0.25, 0.25]"),
+    "packing": (False, lambda v: isinstance(v, bool), "true or false (Patch n' Pack, one-level PPFlow models)"),
+    "init_from": (None, lambda v: v is None or isinstance(v, str),
+                  "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (e.g. convert's output)"),
 }
 DATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
     "name": ("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
@@ -96,7 +104,7 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     if not isinstance(overrides, dict):
         raise ConfigError("model_overrides", overrides, "a mapping of model config keys to values", source)
     try:
-        model_config(raw["model"], **overrides)  # validates the preset and every override
+        mcfg = model_config(raw["model"], **overrides)  # validates the preset and every override
     except ConfigError as err:
         key = err.key if err.key == "model" else f"model_overrides.{err.key}"
         raise ConfigError(key, err.value, err.allowed, source) from None
@@ -107,12 +115,26 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
            "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
            "sample": dict(raw.get("sample") or {})}
     try:
-        check_options(cfg["sample"], source)
+        check_cfg_scale(check_options(cfg["sample"], source)["cfg_scale"], mcfg, source)
     except ConfigError as err:
         raise ConfigError(f"sample.{err.key}", err.value, err.allowed, source) from None
+    _check_schedule_keys(cfg["train"], mcfg, source)
     if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
         raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
     return cfg
+
+
+def _check_schedule_keys(tc: dict[str, Any], mcfg: ModelConfig, source: str) -> None:
+    """train.stage_proportions and train.packing need a model with a patch schedule (and packing one level)."""
+    stages = len(mcfg.time_patch_sizes)
+    props = tc["stage_proportions"]
+    if props is not None and len(props) != stages:
+        allowed = (f"{stages} numbers, one per stage of time_patch_sizes {list(mcfg.time_patch_sizes)}, coarse first"
+                   if stages else "null: the model has no patch schedule (model_overrides.time_patch_sizes)")
+        raise ConfigError("train.stage_proportions", props, allowed, source)
+    if tc["packing"] and not (stages and mcfg.num_levels == 1):
+        raise ConfigError("train.packing", True, "false, or a one-level model with a patch schedule "
+                                                 "(time_patch_sizes; Patch n' Pack is one-level only)", source)
 
 
 def load_run_config(path: str | Path, sets: list[str] | None = None) -> dict[str, Any]:

@@ -6,7 +6,9 @@ dx/dt = v(x, t), integrated from t = 1 down to t = 0 on a uniform grid of ``step
 Classifier-free guidance: v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) on all channels, the
 conditional and null halves in one forward pass; with ``guidance_interval = (t_lo, t_hi)`` it is
 applied only for t_lo <= t <= t_hi (elsewhere the conditional velocity alone). At w = 1 the null pass
-is skipped, so the result is exactly the conditional model's.
+is skipped, so the result is exactly the conditional model's. A model with a patch schedule (PPFlow) may
+take one scale per stage, coarse (noisy) first: w(t) is the scale of the stage t falls in
+(``ppflow.guidance_scale_at``; t exactly on a boundary b belongs to the coarser stage, as in the model).
 
 Determinism: sample i draws its label (for ``labels="random"``), its starting noise and its SDE noise
 from its own generator seeded by (seed, i). The output does not depend on the batch size or the
@@ -22,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from mpdit_bench import checkpoint, distributed
+from mpdit_bench import checkpoint, distributed, ppflow
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.progress import progress_bar
 
@@ -46,8 +48,11 @@ def check_options(options: dict[str, Any], source: str = "sampling options") -> 
         raise ConfigError("steps", o["steps"], "an integer >= 1", source)
     if not (isinstance(o["batch_size"], int) and o["batch_size"] >= 1):
         raise ConfigError("batch_size", o["batch_size"], "an integer >= 1", source)
-    if not isinstance(o["cfg_scale"], (int, float)) or o["cfg_scale"] < 0:
-        raise ConfigError("cfg_scale", o["cfg_scale"], "a number >= 0 (1 = no guidance)", source)
+    w = o["cfg_scale"]
+    scales = w if isinstance(w, (list, tuple)) else [w]
+    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in scales):
+        raise ConfigError("cfg_scale", w, "a number >= 0 (1 = no guidance), or a list of them, one per stage "
+                                          "of a patch schedule, coarse first", source)
     gi = o["guidance_interval"]
     if gi is not None and not (isinstance(gi, (list, tuple)) and len(gi) == 2 and 0 <= gi[0] <= gi[1] <= 1):
         raise ConfigError("guidance_interval", gi, "null or [t_lo, t_hi] with 0 <= t_lo <= t_hi <= 1", source)
@@ -56,20 +61,39 @@ def check_options(options: dict[str, Any], source: str = "sampling options") -> 
     return o
 
 
+def check_cfg_scale(cfg_scale: float | Sequence[float], cfg: ModelConfig,
+                    source: str = "sampling options") -> None:
+    """A list of scales must have one entry per stage of the model's patch schedule."""
+    if not isinstance(cfg_scale, (list, tuple)):
+        return
+    stages = len(cfg.time_patch_sizes)
+    if len(cfg_scale) != max(stages, 1):
+        allowed = (f"one number, or {stages} numbers (one per stage of {list(cfg.time_patch_sizes)}, coarse first)"
+                   if stages else "one number (the model has no patch schedule)")
+        raise ConfigError("cfg_scale", list(cfg_scale), allowed, source)
+
+
 # ---- the model as a velocity field -------------------------------------------------------------------
-def guided_velocity(model: torch.nn.Module, channels: int, null_class: int, cfg_scale: float = 1.0,
-                    interval: Sequence[float] | None = None) -> Velocity:
-    """v(x, t, y) with classifier-free guidance; t is a Python float shared by the batch."""
+def guided_velocity(model: torch.nn.Module, channels: int, null_class: int,
+                    cfg_scale: float | Sequence[float] = 1.0, interval: Sequence[float] | None = None) -> Velocity:
+    """v(x, t, y) with classifier-free guidance; t is a Python float shared by the batch.
+
+    ``cfg_scale``: one number, or one per stage of the model's patch schedule (coarse first)."""
+    scales = [float(w) for w in cfg_scale] if isinstance(cfg_scale, (list, tuple)) else [float(cfg_scale)]
 
     def velocity(x: torch.Tensor, t: float, y: torch.Tensor) -> torch.Tensor:
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
         in_interval = interval is None or interval[0] <= t <= interval[1]
-        if cfg_scale == 1.0 or not in_interval:
+        if len(scales) == 1:
+            w = scales[0]
+        else:  # the stage of t as the model sees it (float32), looked up on the CPU: no device sync per step
+            w = float(ppflow.guidance_scale_at(torch.tensor([t], dtype=torch.float32), scales, model))
+        if w == 1.0 or not in_interval:
             return model(x, tt, y)[:, :channels]
         null = torch.full_like(y, null_class)
         out = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, null]))[:, :channels]  # (2B, C, H, W)
         cond, uncond = out.chunk(2)
-        return uncond + cfg_scale * (cond - uncond)
+        return uncond + w * (cond - uncond)
 
     return velocity
 
@@ -146,7 +170,8 @@ def sample_indices(model: torch.nn.Module, cfg: ModelConfig, indices: Sequence[i
                    ) -> torch.Tensor:
     """Samples (len(indices), C, H, W) in model space for global sample ``indices`` with ``labels``."""
     o = options
-    v = guided_velocity(model, cfg.in_channels, cfg.num_classes, float(o["cfg_scale"]), o["guidance_interval"])
+    check_cfg_scale(o["cfg_scale"], cfg)
+    v = guided_velocity(model, cfg.in_channels, cfg.num_classes, o["cfg_scale"], o["guidance_interval"])
     shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
     outs = []
     for start in range(0, len(indices), o["batch_size"]):
@@ -238,6 +263,7 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
     if info.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
+        check_cfg_scale(o["cfg_scale"], ModelConfig.from_dict(state["model_config"]), str(ckpt))  # before loading
         model, cfg = load_sampling_model(state, o["use_ema"], info.device)
         del state
         decoder = (LatentDecoder(vae, dinfo["latent_mean"], dinfo["latent_std"], info.device)
@@ -286,5 +312,6 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
 
 
-__all__ = ["SAMPLERS", "check_options", "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",
+__all__ = ["SAMPLERS", "check_cfg_scale", "check_options",
+           "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",
            "sample_checkpoint", "sample_indices", "save_grid", "to_uint8"]

@@ -8,6 +8,11 @@ the uninterrupted run bit for bit (same device and world size).
 Global batch = per-rank batch x world size. Row r + world*j of each global batch is rank r's j-th
 sample (DistributedSampler's interleaving); the noise of every row is drawn from (seed, step), so
 2 ranks and 1 rank with the same global batch take the same gradient steps.
+
+PPFlow (a model with ``time_patch_sizes``): t is drawn per stage in ``train.stage_proportions`` over the
+global batch from the same (seed, step) generator (``ppflow.sample_stage_times``), so the guarantees
+above hold; ``train.packing`` runs the mixed-stage batch as packed sequences (``ppflow.forward_packed``).
+``train.init_from`` starts a new run from another checkpoint's model and EMA weights (e.g. ``convert``'s).
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mpdit_bench import checkpoint, distributed, flow
-from mpdit_bench.config import ConfigError
+from mpdit_bench import checkpoint, distributed, flow, ppflow
+from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import build_model
 from mpdit_bench.run_config import load_run_config, resolve_model_config, validate_run_config
 
@@ -77,6 +82,44 @@ def epoch_batches(sampler: DistributedSampler, epoch: int, batch: int, start: in
 
 
 # ---- model helpers ------------------------------------------------------------------------------------
+class PackedForward(torch.nn.Module):
+    """``model(x, t, y)`` through Patch n' Pack: a mixed-stage batch in one pass of packed sequences.
+    A module, so that DDP and torch.compile wrap it like the model itself."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ppflow.forward_packed(self.model, x, t, y)
+
+
+def stage_times(mcfg: ModelConfig, proportions: list[float] | None) -> Callable | None:
+    """The t draw for ``flow.draw``: per stage for a model with a patch schedule, else None (logit-normal)."""
+    if not mcfg.time_patch_sizes:
+        return None
+
+    def times(n: int, generator: torch.Generator) -> torch.Tensor:  # (n,) grouped by stage, coarse first
+        return ppflow.sample_stage_times(n, mcfg, proportions, generator, device=generator.device)
+
+    return times
+
+
+def init_weights_from(path: str, model: torch.nn.Module, ema: torch.nn.Module, mcfg: ModelConfig) -> None:
+    """Model and EMA weights of the checkpoint at ``path`` (weights_only=True); its model config must be
+    the run's. A checkpoint without "ema" starts the EMA at the model weights."""
+    state = checkpoint.load(path)
+    theirs = ModelConfig.from_dict(state["model_config"], source=f"{path} model_config").to_dict()
+    ours = mcfg.to_dict()
+    differ = {k: theirs[k] for k in ours if theirs[k] != ours[k]}
+    if differ:
+        ours = {k: ours[k] for k in differ}
+        raise ConfigError("train.init_from", path, f"a checkpoint of the run's model; it has {differ} where the "
+                                                   f"run has {ours} (set model / model_overrides to match)")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state.get("ema", state["model"]))
+
+
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each transformer block in the backward pass instead of storing its activations."""
     from torch.utils.checkpoint import checkpoint as ckpt
@@ -257,15 +300,19 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
         if len(state["rng"]) == info.world_size:
             checkpoint.set_rng_state(state["rng"][info.rank], info.device)
         del state
+    elif tc["init_from"]:
+        init_weights_from(tc["init_from"], model, ema, mcfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.write_text_atomic(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
 
     if tc["activation_checkpointing"]:
         enable_activation_checkpointing(model)
-    net: torch.nn.Module = model
+    net: torch.nn.Module = PackedForward(model) if tc["packing"] else model
     if info.distributed:
-        net = DDP(model, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
+        # a rank's share of a schedule model's batch may lack a stage, leaving that stage's modules unused
+        net = DDP(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                  find_unused_parameters=bool(mcfg.time_patch_sizes))
     if tc["compile"]:
         net = torch.compile(net)
 
@@ -277,6 +324,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
     bar = _Progress(tc["progress"] and info.is_main, tc["steps"], step)
     null_class = mcfg.num_classes
     shape = (dinfo["channels"], dinfo["size"], dinfo["size"])
+    times = stage_times(mcfg, tc["stage_proportions"])
 
     def save(kind: str) -> None:
         nonlocal last_saved
@@ -305,7 +353,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
             for x, y in loader:
                 x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
                 draws = flow.draw(shape, tc["global_batch"], info.rank, info.world_size, tc["seed"], step,
-                                  tc["label_drop"], tc["t_mean"], tc["t_std"], info.device)
+                                  tc["label_drop"], tc["t_mean"], tc["t_std"], info.device, times)
                 with autocast(info.device, tc["precision"]):
                     loss = flow.flow_loss(net, x, y, draws, null_class)
                 loss_value = float(distributed.all_mean(loss.detach()))

@@ -14,6 +14,7 @@ import mpdit_bench.models  # noqa: F401
 from mpdit_bench import ppflow
 from mpdit_bench.config import load_yaml
 from mpdit_bench.models import build_model, model_config
+from mpdit_bench.run_config import validate_run_config
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "ppflow.yaml"
 
@@ -58,7 +59,10 @@ def test_every_run_builds_and_equal_compute_orders_the_steps(scale):
             model = build_model(cfg)
         proportions = run["train"].get("stage_proportions")
         if cfg.time_patch_sizes:
-            assert len(proportions) == len(cfg.time_patch_sizes) == len(run["sample"]["cfg_scales"])
+            assert len(proportions) == len(cfg.time_patch_sizes) == len(run["sample"]["cfg_scale"])
+        engine = {k: v for k, v in run.items() if k not in ("arch", "size")}
+        engine["sample"] = {k: v for k, v in run["sample"].items() if k != "num"}  # the sweep's --num
+        validate_run_config(engine, source=f"{EXPERIMENT} {scale} {run['arch']}")  # keys the engine reads
         flops[run["size"], run["arch"]] = ppflow.training_flops_per_sample(model, proportions)
     for (size, arch), f in flops.items():
         steps = ppflow.equal_compute_steps(budget["steps"], flops[size, budget["reference"]], f)
