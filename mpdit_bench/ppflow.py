@@ -3,8 +3,7 @@
 - ``sample_stage_times``: each batch split by stage in fixed proportions (50/50, 50/25/25), t uniform
   inside each stage (suite t: 0 data, 1 noise), samples grouped by stage so the model runs one
   sub-forward per stage.
-- ``guidance_scale_at`` / ``guided_velocity``: stage-level classifier-free guidance, one scale per stage.
-- ``stage_flow_matching_loss``: the training loss with those times, optionally packed.
+- ``guidance_scale_at``: stage-level classifier-free guidance, one scale per stage (used by sampling.py).
 - ``forward_packed``: Patch n' Pack, several samples per sequence, a mixed-stage batch in one pass.
   The mask is BOOLEAN (True = may attend), so that attention really is confined to each sample;
   PPFlow's code passes a float 0/1 mask, which sdpa adds to the scores, letting packed samples see
@@ -73,32 +72,6 @@ def guidance_scale_at(t: torch.Tensor, scales: Sequence[float],
         raise ConfigError("cfg_scales", list(scales), f"{sched.num_stages} numbers, one per stage, coarse first")
     table = torch.tensor([float(s) for s in scales], device=t.device)
     return table[sched.stage_of(t)]
-
-
-def guided_velocity(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                    scales: Sequence[float]) -> torch.Tensor:
-    """Classifier-free guidance with one scale per stage: v_u + w(t) (v_c - v_u) on the velocity channels.
-
-    Conditional and null-class halves run as one batch; the null class is cfg.num_classes."""
-    cfg = model.cfg
-    w = guidance_scale_at(t, scales, model).to(x.dtype)
-    null = torch.full_like(y, cfg.num_classes)
-    out = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))[:, : cfg.in_channels]
-    cond, uncond = out.chunk(2)
-    return uncond + w.view(-1, 1, 1, 1) * (cond - uncond)
-
-
-def stage_flow_matching_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                             proportions: Sequence[float] | None = None, generator: torch.Generator | None = None,
-                             packed: bool = False) -> torch.Tensor:
-    """Flow-matching MSE with PPFlow's stage-proportional t (suite convention: z_t = (1 - t) x + t n,
-    target v = n - x, on the velocity channels). ``packed`` runs a mixed-stage batch in one pass."""
-    t = sample_stage_times(x.shape[0], model, proportions, generator, device=x.device)
-    noise = torch.randn(x.shape, generator=generator, device="cpu" if generator is None else generator.device)
-    noise = noise.to(x.device, x.dtype)
-    z = (1 - t.view(-1, 1, 1, 1)) * x + t.view(-1, 1, 1, 1) * noise
-    out = forward_packed(model, z, t, y) if packed else model(z, t, y)
-    return (out[:, : model.cfg.in_channels] - (noise - x)).pow(2).mean()
 
 
 # ---- equal training compute ------------------------------------------------------------------------------------
@@ -209,7 +182,6 @@ def forward_packed(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: 
     return out
 
 
-__all__ = ["as_schedule", "stage_counts", "sample_stage_times", "stage_flow_matching_loss", "guidance_scale_at",
-           "guided_velocity",
+__all__ = ["as_schedule", "stage_counts", "sample_stage_times", "guidance_scale_at",
            "training_flops_per_sample", "equal_compute_steps",
            "segment_mask", "block_diagonal_mask", "assign_sequences", "forward_packed"]
