@@ -136,7 +136,7 @@ def _sweep_dry_run(name: str, scale: str, runs: list) -> None:
         table.add_row(r["run_id"], r["label"], str(r["nproc"]), _fmt(r["params"] / 1e6, 2), _fmt(r["gflops"], 3),
                       _fmt(r["gflops_paper_convention"], 3), f"{r['steps']} x {r['global_batch']}",
                       f"{r['train_pflop'] * 1e15:.2e}", _fmt(r["device_hours"], 3), _fmt(r["wall_hours"], 3))
-    console.print(table, width=max(console.width, 150))
+    (console if console.is_terminal else Console(width=160)).print(table)  # wide when piped to a file
     wall = sum(r["wall_hours"] for r in rows)
     console.print(f"total: {sum(r['device_hours'] for r in rows):.3f} device-hours, "
                   f"{wall:.3f} wall-hours ({wall * 60:.1f} min) one run at a time, compute only. "

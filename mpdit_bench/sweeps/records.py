@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ def sha256_file(path: Path, limit_mb: int = 4096) -> str | None:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=1)
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count()}
     try:
@@ -39,6 +41,7 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+@lru_cache(maxsize=1)
 def software() -> dict[str, str | None]:
     from importlib import metadata
 
@@ -81,7 +84,7 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
         "timings": {name: s.get("seconds") for name, s in stages.items()},
         "sample_grid": str(run_dir / sample["grid"]) if sample.get("grid") else None,
         "run_dir": str(run_dir),
-        "hardware": hardware(), "software": software(), "hashes": hashes,
+        "hardware": dict(hardware()), "software": dict(software()), "hashes": hashes,
     }
 
 
