@@ -71,6 +71,7 @@ class RunSpec:
     eval: dict[str, Any]
     slurm: dict[str, Any] = field(default_factory=dict)
     axes: dict[str, Any] = field(default_factory=dict)  # the values this run set (for tables)
+    paper_table: str | None = None   # the paper table this run's experiment rebuilds (not in the id)
     run_id: str = ""
 
     def run_config(self) -> dict[str, Any]:
@@ -247,7 +248,7 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
     label = merged.get("label") or _auto_label(preset.name, axes)
     spec = RunSpec(exp.name, scale, str(label), preset.name, overrides, cfg.to_dict(), full.to_dict(),
                    merged["resolution"] if scale == "paper" else 32 * 8, int(merged["nproc"]), merged["data"], train,
-                   merged["sample"], merged["eval"], section.get("slurm", {}), axes)
+                   merged["sample"], merged["eval"], section.get("slurm", {}), axes, exp.paper_table)
     spec.run_id = run_id(spec)
     return spec
 
