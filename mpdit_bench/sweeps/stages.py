@@ -30,16 +30,19 @@ class StageError(RuntimeError):
 
 
 # ---- command lines ---------------------------------------------------------------------------------
-def train_command(spec: RunSpec, run_dir: Path) -> list[str]:
+ENTRY = ("-m", "mpdit_bench")  # what python / torchrun run: the suite's CLI
+
+
+def train_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
     tail = ["train", str(run_dir / "config.yaml"), "--out", str(run_dir)]
     if spec.nproc > 1:
-        return ["torchrun", "--standalone", f"--nproc_per_node={spec.nproc}", "-m", "mpdit_bench", *tail]
-    return [sys.executable, "-m", "mpdit_bench", *tail]
+        return ["torchrun", "--standalone", f"--nproc_per_node={spec.nproc}", *entry, *tail]
+    return [sys.executable, *entry, *tail]
 
 
-def sample_command(spec: RunSpec, run_dir: Path) -> list[str]:
+def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
     s = spec.sample
-    cmd = [sys.executable, "-m", "mpdit_bench", "sample", str(run_dir / "checkpoints" / "last.pt"),
+    cmd = [sys.executable, *entry, "sample", str(run_dir / "checkpoints" / "last.pt"),
            "--num", str(s["num"]), "--out", str(run_dir / "samples.npz")]
     for key, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"),
                       ("seed", "--seed"), ("batch_size", "--batch-size")):
@@ -48,9 +51,9 @@ def sample_command(spec: RunSpec, run_dir: Path) -> list[str]:
     return cmd
 
 
-def evaluate_command(spec: RunSpec, run_dir: Path) -> list[str]:
+def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
     e = spec.eval
-    return [sys.executable, "-m", "mpdit_bench", "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
+    return [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
             "--metrics", ",".join(e["metrics"]), "--json"]
 
 
@@ -73,10 +76,13 @@ def run_command(cmd: list[str], log: Path, poll: Callable[[], None] | None = Non
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         try:
-            while proc.poll() is None:
-                time.sleep(1.0)
-                if poll is not None:
-                    poll()
+            while True:
+                try:
+                    proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if poll is not None:
+                        poll()
         except BaseException:
             proc.terminate()
             try:
@@ -121,6 +127,9 @@ class Stages:
 
     names = ("count", "train", "sample", "evaluate")
 
+    def __init__(self, entry: tuple[str, ...] = ENTRY):
+        self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
+
     def count(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         from mpdit_bench.summary import count_model
 
@@ -133,17 +142,20 @@ class Stages:
         if not config.exists():
             write_text_atomic(config, yaml.safe_dump(spec.run_config(), sort_keys=False))
         seen: set[int] = set()
+        stamp = [0.0]
 
         def poll() -> None:  # pass new validation losses to the hook while training runs
-            if on_validation is None:
+            csv_path = run_dir / "metrics.csv"
+            if on_validation is None or not csv_path.is_file() or csv_path.stat().st_mtime == stamp[0]:
                 return
-            for row in read_metrics_csv(run_dir / "metrics.csv"):
+            stamp[0] = csv_path.stat().st_mtime
+            for row in read_metrics_csv(csv_path):
                 step, val = row.get("step"), row.get("val_loss")
                 if step is not None and val is not None and int(step) not in seen:
                     seen.add(int(step))
                     on_validation(int(step), val)
 
-        run_command(train_command(spec, run_dir), run_dir / "logs" / "train.log", poll)
+        run_command(train_command(spec, run_dir, self.entry), run_dir / "logs" / "train.log", poll)
         poll()
         summary = run_dir / "summary.json"
         if not summary.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
@@ -151,7 +163,7 @@ class Stages:
         return json.loads(summary.read_text())
 
     def sample(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-        run_command(sample_command(spec, run_dir), run_dir / "logs" / "sample.log")
+        run_command(sample_command(spec, run_dir, self.entry), run_dir / "logs" / "sample.log")
         samples = run_dir / "samples.npz"
         if not samples.is_file():
             raise StageError(f"sampling finished without {samples}")
@@ -160,7 +172,7 @@ class Stages:
 
     def evaluate(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         log = run_dir / "logs" / "evaluate.log"
-        cmd = evaluate_command(spec, run_dir)
+        cmd = evaluate_command(spec, run_dir, self.entry)
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         log.parent.mkdir(parents=True, exist_ok=True)
