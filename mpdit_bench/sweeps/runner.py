@@ -87,6 +87,7 @@ def run_sweep(runs: list[RunSpec], results_dir: str | Path, stages: Any | None =
                     failed[spec.run_id] = f"{type(err).__name__}: {err}"
                     state = load_state(run_dir)
                     state.setdefault("errors", []).append({"worker": worker, "time": time.time(),
+                                                           "message": failed[spec.run_id].splitlines()[0][:200],
                                                            "error": traceback.format_exc()[-4000:]})
                     state["current"] = None
                     write_json_atomic(run_dir / STATE, state)
@@ -108,7 +109,7 @@ def run_status(spec: RunSpec, results_dir: Path) -> tuple[str, str]:
         owner = read_json(run_dir / "owner.json") or {}
         return "running", f"{state.get('current') or ''} ({owner.get('worker', '?')})"
     if state.get("errors"):
-        return "failed", state["errors"][-1]["error"].strip().splitlines()[-1][:80]
+        return "failed", state["errors"][-1].get("message", "")[:100]
     done = ",".join(state.get("stages", {}))
     return "waiting", f"done: {done}" if done else ""
 
