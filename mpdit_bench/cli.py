@@ -215,12 +215,15 @@ def report(experiment: Optional[str] = typer.Argument(None, help="Experiment nam
     """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
     from mpdit_bench.reports.report import write_reports
 
-    name = None
-    if experiment:
-        from pathlib import Path
+    from pathlib import Path
 
-        name = Path(experiment).stem if experiment.endswith((".yaml", ".yml")) else experiment
-    written = write_reports(results, out, name)
+    name, experiments_dir = experiment, Path("experiments")
+    if experiment and experiment.endswith((".yaml", ".yml")):
+        name, experiments_dir = Path(experiment).stem, Path(experiment).parent
+    try:
+        written = write_reports(results, out, name, experiments_dir)
+    except ConfigError as err:
+        fail(str(err))
     for path in written:
         console.print(f"wrote {path}")
     if not written:
