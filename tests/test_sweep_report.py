@@ -71,3 +71,27 @@ def test_report_from_records(tmp_path):
 def test_pareto_front():
     pts = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0)]
     assert pareto_front(pts) == [(1.0, 5.0), (2.0, 3.0), (4.0, 1.0)]
+
+
+def test_cli_dry_run_and_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from mpdit_bench.cli import app
+
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    (exp_dir / "rep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    runner = CliRunner()
+    dry = runner.invoke(app, ["sweep", str(exp_dir / "rep.yaml"), "--scale", "cpu", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    for spec in load_experiment(exp_dir / "rep.yaml").runs("cpu"):
+        assert spec.run_id in dry.output
+    assert "device-hours" in dry.output and not (tmp_path / "results").exists()  # nothing executed
+    bad = runner.invoke(app, ["sweep", str(exp_dir / "rep.yaml"), "--scale", "paper", "--dry-run"])
+    assert bad.exit_code == 2
+    out = tmp_path / "reports"
+    rep = runner.invoke(app, ["report", str(exp_dir / "rep.yaml"), "--results", str(tmp_path / "none"),
+                              "--out", str(out)])
+    assert rep.exit_code == 0, rep.output
+    md = (out / "rep_cpu.md").read_text()  # no records: every run of the file listed as not run
+    assert md.count("| not run |") == 4 and "index.md" not in rep.output  # one experiment: no index

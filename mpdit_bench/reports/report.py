@@ -44,7 +44,8 @@ def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str 
         path = _experiment_file(name, experiments_dir)
         exp = load_experiment(path) if path else None
         mine = [r for r in records if r["experiment"] == name]
-        scales = sorted({r["scale"] for r in mine}) or (["paper"] if exp else [])
+        defined = list(exp.raw["scales"]) if exp else []  # no records yet: the architecture side only
+        scales = sorted({r["scale"] for r in mine}) or (["paper"] if "paper" in defined else defined[:1])
         for scale in scales:
             md = _one_report(name, scale, exp, [r for r in mine if r["scale"] == scale], out_dir)
             written += md

@@ -150,11 +150,11 @@ def _check_scale(section: Any, where: str, source: str) -> None:
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to dotted keys; ``model_overrides`` values stay whole at their own key."""
+    """Nested dicts to dotted keys: {train: {lr: 1}} -> {"train.lr": 1}."""
     out: dict[str, Any] = {}
     for key, value in d.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and not path.endswith(("slurm",)):
+        if isinstance(value, dict) and value:
             out.update(_flatten(value, path + "."))
         else:
             out[path] = value

@@ -61,6 +61,14 @@ def software() -> dict[str, str | None]:
     return out
 
 
+def images_seen(spec: RunSpec, summary: dict[str, Any]) -> int | None:
+    """From the training summary; else final step x global batch (the same number by definition)."""
+    if summary.get("images_seen") is not None:
+        return int(summary["images_seen"])
+    step = summary.get("step", summary.get("final_step"))
+    return int(step) * int(spec.train["global_batch"]) if step is not None else None
+
+
 def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Everything about one finished run: what it was, what it cost, what it scored."""
     stages = state["stages"]
@@ -78,7 +86,7 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
         "model": spec.model, "axes": spec.axes, "spec": spec.to_dict(),
         "params": count.get("params"), "gflops": count.get("gflops"),
         "gflops_paper_convention": count.get("gflops_paper_convention"),
-        "images_seen": train.get("images_seen"), "train": train,
+        "images_seen": images_seen(spec, train), "train": train,
         "metrics": metrics,
         "curve": read_metrics_csv(run_dir / "metrics.csv"),
         "timings": {name: s.get("seconds") for name, s in stages.items()},
