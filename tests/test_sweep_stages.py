@@ -9,7 +9,7 @@ import yaml
 
 from mpdit_bench.sweeps.experiment import load_experiment
 from mpdit_bench.sweeps.runner import execute_run
-from mpdit_bench.sweeps.stages import (Stages, evaluate_command, last_json_object, sample_command,
+from mpdit_bench.sweeps.stages import (Stages, cli_metrics, evaluate_command, last_json_object, sample_command,
                                        train_command)
 
 ROOT = Path(__file__).parent.parent
@@ -41,7 +41,8 @@ def test_command_lines(specs, tmp_path):
                                             str(run / "samples.npz"), "--sampler", "euler", "--steps", "3",
                                             "--cfg-scale", "1.5"]
     assert evaluate_command(cpu, run)[3:] == ["evaluate", str(run / "samples.npz"), "--ref", "fashion-mnist:test",
-                                              "--metrics", "fd_fmnist_proxy,fid", "--json"]
+                                              "--metrics", "proxy,fid", "--json"]
+    assert cli_metrics(["fid", "precision", "recall", "fd_fmnist_proxy", "kid_fmnist_proxy"]) == "fid,prec,recall,proxy"
 
 
 def test_parse_evaluate_output():
@@ -59,7 +60,9 @@ def test_run_through_the_contract_cli(specs, tmp_path):
     assert config["model"] == "MPDiT-B" and config["model_overrides"]["hidden_size"] == 96
     assert seen == [(2, 1.0), (4, 0.5), (6, 2.0 / 6)]  # every validation row, once, in order
     assert record["images_seen"] == 24 and record["params"] == cpu_params(cpu)
-    assert record["metrics"] == {"fd_fmnist_proxy": None, "fid": None, "num_samples": 5}
+    assert record["metrics"]["fd_fmnist_proxy"] is None and record["metrics"]["fid"] is None  # null, not 0
+    assert record["metrics"]["num_samples"] == 5 and "notes" not in record["metrics"]
+    assert record["evaluation"]["metrics"] == ["proxy", "fid"]
     assert len(record["curve"]) == 6 and record["sample_grid"].endswith("samples.png")
     assert json.loads((run / "record.json").read_text())["run_id"] == cpu.run_id
 

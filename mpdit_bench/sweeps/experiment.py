@@ -287,6 +287,9 @@ def _check_settings(m: dict[str, Any], scale: str, source: str) -> None:
     _need(isinstance(metrics, list) and metrics and all(x in METRICS for x in metrics), "eval.metrics", metrics,
           "a non-empty list from " + ", ".join(METRICS), source)
     _need(isinstance(ev.get("ref"), str), "eval.ref", ev.get("ref"), "a reference path or name (string)", source)
+    for key in ev:
+        _need(key in ("ref", "metrics", "primary", "device", "batch_size"), f"eval.{key}", ev[key],
+              "one of ref, metrics, primary, device, batch_size", source)
     if "primary" in ev:
         _need(ev["primary"] in metrics, "eval.primary", ev["primary"], "one of eval.metrics: " + ", ".join(metrics),
               source)

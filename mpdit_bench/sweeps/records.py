@@ -74,11 +74,13 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
     stages = state["stages"]
     count = stages.get("count", {}).get("result", {})
     train = stages.get("train", {}).get("result", {})
-    metrics = dict(stages.get("evaluate", {}).get("result", {}))
+    evaluation = dict(stages.get("evaluate", {}).get("result", {}))
+    metrics = {k: v for k, v in evaluation.items()  # numbers and nulls; notes and lists stay in "evaluation"
+               if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
     hashes = {"checkpoint_sha256": sha256_file(run_dir / "checkpoints" / "last.pt"),
               "samples_sha256": sha256_file(run_dir / "samples.npz"),
-              "inception_weights_sha256": metrics.pop("inception_weights_sha256", None),
-              "reference_sha256": metrics.pop("reference_sha256", None)}
+              "inception_weights_sha256": evaluation.get("inception_weights_sha256"),
+              "reference_sha256": evaluation.get("reference_sha256")}
     sample = stages.get("sample", {}).get("result", {})
     return {
         "record_version": RECORD_VERSION,
@@ -87,7 +89,7 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
         "params": count.get("params"), "gflops": count.get("gflops"),
         "gflops_paper_convention": count.get("gflops_paper_convention"),
         "images_seen": images_seen(spec, train), "train": train,
-        "metrics": metrics,
+        "metrics": metrics, "evaluation": evaluation,
         "curve": read_metrics_csv(run_dir / "metrics.csv"),
         "timings": {name: s.get("seconds") for name, s in stages.items()},
         "sample_grid": str(run_dir / sample["grid"]) if sample.get("grid") else None,

@@ -45,16 +45,28 @@ def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY)
     cmd = [sys.executable, *entry, "sample", str(run_dir / "checkpoints" / "last.pt"),
            "--num", str(s["num"]), "--out", str(run_dir / "samples.npz")]
     for key, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"),
-                      ("seed", "--seed"), ("batch_size", "--batch-size")):
+                      ("seed", "--seed"), ("batch_size", "--batch-size"), ("guidance_interval", "--guidance-interval"),
+                      ("labels", "--labels"), ("device", "--device")):
         if key in s:
             cmd += [flag, str(s[key])]
     return cmd
 
 
+def cli_metrics(names: list[str]) -> str:
+    """Result keys (the contract's JSON keys) to `evaluate --metrics` names: precision -> prec, and one
+    ``proxy`` for all the Fashion-MNIST proxy metrics."""
+    cli = ["proxy" if n.endswith("_fmnist_proxy") else "prec" if n == "precision" else n for n in names]
+    return ",".join(dict.fromkeys(cli))
+
+
 def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
     e = spec.eval
-    return [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
-            "--metrics", ",".join(e["metrics"]), "--json"]
+    cmd = [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
+           "--metrics", cli_metrics(e["metrics"]), "--json"]
+    for key, flag in (("device", "--device"), ("batch_size", "--batch-size")):
+        if key in e:
+            cmd += [flag, str(e[key])]
+    return cmd
 
 
 # ---- running a command -----------------------------------------------------------------------------
