@@ -139,7 +139,7 @@ def _sweep_dry_run(name: str, scale: str, runs: list) -> None:
     (console if console.is_terminal else Console(width=160)).print(table)  # wide when piped to a file
     wall = sum(r["wall_hours"] for r in rows)
     console.print(f"total: {sum(r['device_hours'] for r in rows):.3f} device-hours, "
-                  f"{wall:.3f} wall-hours ({wall * 60:.1f} min) one run at a time, compute only. "
+                  f"{wall:.3f} wall-hours ({wall * 60:.1f} min) one run at a time, without process start-up. "
                   f"GFLOPs analytic on the meta device (paper convention within 0.2% of the counter's); "
                   f"{THROUGHPUT_NOTE}.")
 

@@ -15,11 +15,15 @@ from mpdit_bench.models import build_model
 
 # Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
 # A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.
-# Two shared CPU cores: measured about 5 G multiply-add/s in fp32 training of the CPU-scale models and
-# about 10 G in inference (sampling).
-THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (5e9, 10e9)}  # (training, sampling)
+# Two CPU cores, measured on the CPU-scale MPDiT-B through the training branch (05:35 UTC, quiet machine):
+# 800 images in 66 s = 6 G multiply-add/s training; 100 samples x 8 Euler steps in 6 s = 20 G sampling.
+THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (6e9, 20e9)}  # (training, sampling)
+# Evaluation per run, measured on 2 CPU cores (05:35 UTC, evaluation branch head): 100 samples, proxy
+# metrics and Inception FID against 500 cached reference images: 130 s. Not estimated for the paper scale.
+EVAL_SECONDS = {"cpu": 130.0, "paper": 0.0}
 THROUGHPUT_NOTE = ("assumed sustained throughput per device, in multiply-adds/s: A100 bf16 at 40% of peak "
-                   "(62 T); 2 CPU cores: 5 G training, 10 G sampling; training = 3 x forward")
+                   "(62 T); 2 CPU cores (measured): 6 G training, 20 G sampling; training = 3 x forward; "
+                   "CPU evaluation 130 s per run (measured), paper evaluation not included")
 
 
 def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
@@ -47,6 +51,6 @@ def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[
     passes = 2 if float(sample.get("cfg_scale", 1.0)) != 1.0 else 1
     sample_gflop = counts["gflops"] * sample["num"] * sample.get("steps", 250) * passes
     train_rate, sample_rate = THROUGHPUT[scale]
-    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate
+    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + EVAL_SECONDS[scale]
     return {"images_seen": images, "train_pflop": train_gflop / 1e6, "sample_pflop": sample_gflop / 1e6,
             "device_hours": seconds / 3600, "wall_hours": seconds / 3600 / max(1, nproc)}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from mpdit_bench.sweeps.experiment import Experiment, RunSpec
+from mpdit_bench.sweeps.experiment import RunSpec
 from mpdit_bench.sweeps.records import build_record
 from mpdit_bench.sweeps.stages import Stages, ValidationHook
 from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, read_json,
