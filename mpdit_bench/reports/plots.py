@@ -1,0 +1,77 @@
+"""PNG plots from records: metric against GFLOPs (Pareto front) and against training compute."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _value(rec: dict[str, Any], metric: str) -> float | None:
+    v = (rec.get("metrics") or {}).get(metric)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated when both coordinates are minimised, sorted by the first."""
+    front, best = [], math.inf
+    for x, y in sorted(points):
+        if y < best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def pareto_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str) -> int:
+    """Metric vs true GFLOPs of the trained model; returns how many runs had no value (not plotted)."""
+    pts = [(r["gflops"], _value(r, metric), r["label"]) for r in records if r.get("gflops") is not None]
+    have = [(x, y, label) for x, y, label in pts if y is not None]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for x, y, label in have:
+        ax.scatter(x, y, s=25)
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front([(x, y) for x, y, _ in have])
+    if len(front) > 1:
+        ax.plot(*zip(*front), "k--", lw=1, label="Pareto front (lower is better)")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("GFLOPs per image, true count (fvcore convention)")
+    ax.set_ylabel(metric)
+    missing = len(records) - len(have)
+    ax.set_title(title + (f"\n({missing} run(s) without {metric} not plotted)" if missing else ""), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return missing
+
+
+def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str) -> None:
+    """Left: training loss against training compute (3 x GFLOPs x images); right: final metric against it."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for rec in records:
+        g, curve = rec.get("gflops"), rec.get("curve") or []
+        batch = (rec.get("spec") or {}).get("train", {}).get("global_batch")
+        if g is None or not batch:
+            continue
+        xs = [3 * g * r["step"] * batch / 1e6 for r in curve if r.get("step") is not None and r.get("loss") is not None]
+        ys = [r["loss"] for r in curve if r.get("step") is not None and r.get("loss") is not None]
+        if xs:
+            left.plot(xs, ys, lw=1, label=rec["label"])
+        y = _value(rec, metric)
+        if y is not None and rec.get("images_seen"):
+            right.scatter(3 * g * rec["images_seen"] / 1e6, y, s=25)
+            right.annotate(rec["label"], (3 * g * rec["images_seen"] / 1e6, y), fontsize=7)
+    left.set_xlabel("training compute (PFLOP, multiply-adds)")
+    left.set_ylabel("training loss")
+    if left.lines:
+        left.legend(fontsize=6)
+    right.set_xlabel("training compute (PFLOP, multiply-adds)")
+    right.set_ylabel(metric)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,101 @@
+"""`mpdit-bench report`: one markdown file per experiment and scale, with PNG plots, and an index.
+
+Each table lists the experiment's runs (from its YAML, so runs not done yet show as "not run") beside
+the paper's published figures, our count of the same full-size architecture (true and paper convention),
+the model actually trained at that scale and its metrics. Records come from ``RESULTS/**/record.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mpdit_bench.reports.plots import compute_plot, pareto_plot
+from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, markdown_table, table_row
+from mpdit_bench.sweeps.experiment import RunSpec, load_experiment, primary_metric
+
+
+def _records(results_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(Path(results_dir).rglob("record.json"))]
+
+
+def _experiment_file(name: str, experiments_dir: Path) -> Path | None:
+    path = experiments_dir / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str | None = None,
+                  experiments_dir: str | Path = "experiments") -> list[Path]:
+    """Write every report (or only ``experiment``'s); returns the files written."""
+    out_dir, experiments_dir = Path(out_dir), Path(experiments_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = _records(Path(results_dir))
+    names = {r["experiment"] for r in records}
+    names |= {p.stem for p in experiments_dir.glob("*.yaml") if p.stem != "search_space"} if not experiment else set()
+    if experiment:
+        names = {experiment} if experiment in names or _experiment_file(experiment, experiments_dir) else set()
+    written: list[Path] = []
+    index = ["# mpdit-bench reports\n", f"Tables rebuilt beside the paper. `{MISSING}` = not computed; "
+             f"`{NOT_IN_FACTS}` = the paper's value is not among the figures bundled in "
+             "`mpdit_bench/models/presets.py`.\n"]
+    for name in sorted(names):
+        path = _experiment_file(name, experiments_dir)
+        exp = load_experiment(path) if path else None
+        mine = [r for r in records if r["experiment"] == name]
+        defined = list(exp.raw["scales"]) if exp else []  # no records yet: the architecture side only
+        scales = sorted({r["scale"] for r in mine}) or (["paper"] if "paper" in defined else defined[:1])
+        for scale in scales:
+            md = _one_report(name, scale, exp, [r for r in mine if r["scale"] == scale], out_dir)
+            written += md
+            index.append(f"- [{name} ({scale})]({md[0].name})"
+                         + (f", paper {exp.paper_table}" if exp and exp.paper_table else ""))
+    if written and not experiment:  # the index lists every report
+        (out_dir / "index.md").write_text("\n".join(index) + "\n")
+        written.append(out_dir / "index.md")
+    return written
+
+
+def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    by_id = {r["run_id"]: r for r in records}
+    specs = exp.runs(scale) if exp and scale in exp.raw["scales"] else []
+    known = {s.run_id for s in specs}
+    specs += [RunSpec.from_dict(r["spec"]) for r in records if r["run_id"] not in known]  # e.g. search trials
+    metrics = specs[0].eval["metrics"] if specs else []
+    primary = primary_metric(specs[0]) if specs else None
+    rows = [table_row(s, by_id.get(s.run_id), metrics, primary) for s in specs]
+    stem = f"{name}_{scale}"
+    md = [f"# {name} at scale {scale}\n"]
+    if exp:
+        md.append(f"{exp.description}. Rebuilds MPDiT {exp.paper_table or '(no paper table)'}; "
+                  f"experiment file `{exp.path}`.\n")
+    md.append(f"{len(records)} of {len(specs)} runs finished. Paper columns hold only the figures bundled in "
+              f"`mpdit_bench/models/presets.py` (published for the unmodified 256 px presets); `{NOT_IN_FACTS}` "
+              f"marks a value the bundled facts do not contain, `{MISSING}` a value we did not compute. "
+              "\"ours\" params/GFLOPs count the full-size architecture at the experiment's resolution "
+              "(analytic count on the meta device; true = attention counted over the real tokens, paper "
+              "convention = attention charged as 256 fine tokens in every block)."
+              + (" At scale cpu the trained model is the scaled-down one (docs/SWEEPS.md) and its own counts "
+                 "are in the \"trained\" columns; its metrics are Fashion-MNIST proxies and a small-sample FID, "
+                 "not comparable with ImageNet FID." if scale == "cpu" else "") + "\n")
+    md.append(markdown_table(rows))
+    files = []
+    if records and primary:
+        pareto = out_dir / f"{stem}_pareto.png"
+        missing = pareto_plot(records, primary, pareto, f"{name} ({scale}): {primary} vs GFLOPs")
+        compute = out_dir / f"{stem}_compute.png"
+        compute_plot(records, primary, compute, f"{name} ({scale}): loss and {primary} vs training compute")
+        md.append(f"\n## {primary} against GFLOPs\n\n![pareto]({pareto.name})\n")
+        if missing:
+            md.append(f"\n{missing} finished run(s) have no {primary} value and are not plotted.\n")
+        md.append(f"\n## Against training compute\n\n![compute]({compute.name})\n")
+        files += [pareto, compute]
+        grids = [(r["label"], r.get("sample_grid")) for r in records]
+        md.append("\n## Sample grids\n")
+        for label, grid in grids:
+            link = os.path.relpath(grid, out_dir) if grid else None
+            md.append(f"- {label}: " + (f"[samples]({link})" if link else MISSING))
+    path = out_dir / f"{stem}.md"
+    path.write_text("\n".join(md) + "\n")
+    return [path, *files]

@@ -1,0 +1,1 @@
+"""Experiments, sweeps, records and architecture search (see docs/SWEEPS.md)."""

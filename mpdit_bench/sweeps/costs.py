@@ -1,0 +1,56 @@
+"""Analytic counts and cost estimates, on the meta device: no memory, no weights, milliseconds per model.
+
+Used by ``sweep --dry-run`` and by the search's GFLOPs budget, before anything is trained. The run's own
+count stage uses fvcore (`mpdit_bench.summary.count_model`); the analytic count equals fvcore's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mpdit_bench.config import ModelConfig
+from mpdit_bench.models import build_model
+
+# Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
+# A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.
+# Two CPU cores, measured on the CPU-scale MPDiT-B through the training branch (05:35 UTC, quiet machine):
+# 800 images in 66 s = 6 G multiply-add/s training; 100 samples x 8 Euler steps in 6 s = 20 G sampling.
+THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (6e9, 20e9)}  # (training, sampling)
+# Evaluation per run, measured on 2 CPU cores (05:35 UTC, evaluation branch head): 100 samples, proxy
+# metrics and Inception FID against 500 cached reference images: 130 s. Not estimated for the paper scale.
+EVAL_SECONDS = {"cpu": 130.0, "paper": 0.0}
+THROUGHPUT_NOTE = ("assumed sustained throughput per device, in multiply-adds/s: A100 bf16 at 40% of peak "
+                   "(62 T); 2 CPU cores (measured): 6 G training, 20 G sampling; training = 3 x forward; "
+                   "CPU evaluation 130 s per run (measured), paper evaluation not included")
+
+
+def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
+    """Params, true GFLOPs (== fvcore) and the paper-convention GFLOPs of ``cfg``, batch 1.
+
+    Paper convention: attention charged as if every block attended over the fine grid without class
+    tokens (docs of mpdit_bench.counting). Derived here from the true count by swapping the attention term.
+    """
+    with torch.device("meta"):
+        model = build_model(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    true = model.flops()
+    m = cfg.class_tokens
+    attention = sum(2 * (cfg.grid(level) ** 2 + m) ** 2 * cfg.hidden_size * depth
+                    for level, depth in enumerate(cfg.depths))
+    paper = true - attention + cfg.depth * 2 * (cfg.grid(-1) ** 2) ** 2 * cfg.hidden_size
+    return {"params": params, "gflops": true / 1e9, "gflops_paper_convention": paper / 1e9}
+
+
+def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[str, Any], scale: str,
+                  nproc: int) -> dict[str, float]:
+    """Training / sampling compute and the device-hours it takes at the assumed throughput."""
+    images = train["steps"] * train["global_batch"]
+    train_gflop = 3 * counts["gflops"] * images
+    passes = 2 if float(sample.get("cfg_scale", 1.0)) != 1.0 else 1
+    sample_gflop = counts["gflops"] * sample["num"] * sample.get("steps", 250) * passes
+    train_rate, sample_rate = THROUGHPUT[scale]
+    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + EVAL_SECONDS[scale]
+    return {"images_seen": images, "train_pflop": train_gflop / 1e6, "sample_pflop": sample_gflop / 1e6,
+            "device_hours": seconds / 3600, "wall_hours": seconds / 3600 / max(1, nproc)}

@@ -1,0 +1,325 @@
+"""Experiment YAML: a base run config, one section per scale, and the axes that vary.
+
+    name: ablation_k
+    paper_table: "Table 2"
+    base: {model: MPDiT-B, model_overrides: {}}
+    scales:
+      paper: {resolution: 256, nproc: 8, data: {...}, train: {...}, sample: {...}, eval: {...}}
+      cpu:   {nproc: 1, data: {name: fashion-mnist}, train: {...}, sample: {...}, eval: {...}}
+    axes:                                   # blocks, concatenated; each a grid (product) or a list
+      - grid: {model: [MPDiT-B, MPDiT-XL], model_overrides.refine_depth: [4, 6, 8]}
+      - variants: [{model: DiT-B/2+shared+tokens+fno, label: "isotropic"}]
+
+A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
+``cpu`` / ``paper`` apply only at that scale. Every run resolves to a `RunSpec` with a stable id.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
+from mpdit_bench.models import get_preset, model_config
+
+SCALES = ("paper", "cpu")
+TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes")
+SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm")
+VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval")
+SAMPLERS = ("euler", "heun", "sde")
+METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
+           "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
+CPU_GEOMETRY = {"in_channels": 1, "num_classes": 10, "input_size": 32}  # Fashion-MNIST padded to 32x32
+
+
+# ---- the one CPU scale-down rule ------------------------------------------------------------------
+def cpu_scaled(cfg: ModelConfig) -> ModelConfig:
+    """The CPU-scale model of a full-size config (docs/SWEEPS.md, "CPU scale rule").
+
+    Width / 8 rounded down to a multiple of 32 (at least 64), head width 32, every level's block count
+    halved (rounded up), and the Fashion-MNIST geometry: 1 channel, 10 classes, 32x32 input. The token
+    grids stay those of a 256 px latent (p=4: 8x8, p=2: 16x16), so the multi-patch trade-off is kept.
+    """
+    hidden = max(64, (cfg.hidden_size // 8) // 32 * 32)
+    return cfg.replace(source="cpu scale rule", hidden_size=hidden, num_heads=hidden // 32,
+                       depths=[math.ceil(d / 2) for d in cfg.depths], **CPU_GEOMETRY)
+
+
+# ---- the resolved run ----------------------------------------------------------------------------
+@dataclass
+class RunSpec:
+    """One run of an experiment at one scale, fully resolved."""
+
+    experiment: str
+    scale: str
+    label: str
+    model: str                      # preset name
+    model_overrides: dict[str, Any]  # resolved config minus the preset (written to config.yaml)
+    model_config: dict[str, Any]     # the config actually trained
+    full_config: dict[str, Any]      # the unscaled config (paper's architecture), for published figures
+    resolution: int
+    nproc: int
+    data: dict[str, Any]
+    train: dict[str, Any]
+    sample: dict[str, Any]
+    eval: dict[str, Any]
+    slurm: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, Any] = field(default_factory=dict)  # the values this run set (for tables)
+    paper_table: str | None = None   # the paper table this run's experiment rebuilds (not in the id)
+    run_id: str = ""
+
+    def run_config(self) -> dict[str, Any]:
+        """The training contract's run config (docs/CONTRACTS.md)."""
+        return {"model": self.model, "model_overrides": self.model_overrides, "data": self.data,
+                "train": self.train, "sample": self.sample}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunSpec":
+        return cls(**d)
+
+
+def run_id(spec: RunSpec) -> str:
+    """Stable id: hash of everything that changes what the run computes, and the scale."""
+    keyed = {k: getattr(spec, k) for k in ("scale", "model", "model_config", "resolution", "nproc", "data",
+                                           "train", "sample", "eval")}
+    blob = json.dumps(keyed, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass
+class Experiment:
+    name: str
+    path: str
+    description: str
+    paper_table: str | None
+    raw: dict[str, Any]
+
+    def runs(self, scale: str) -> list[RunSpec]:
+        return expand(self, scale)
+
+
+# ---- loading and validation ----------------------------------------------------------------------
+def _need(cond: bool, key: str, value: Any, allowed: str, source: str) -> None:
+    if not cond:
+        raise ConfigError(key, value, allowed, source)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; every run of both scales is resolved once to check it."""
+    source = str(path)
+    raw = load_yaml(path)
+    for key in raw:
+        _need(key in TOP_KEYS, key, raw[key], "one of the top-level keys " + ", ".join(TOP_KEYS), source)
+    _need(isinstance(raw.get("name"), str) and raw["name"].replace("_", "").replace("-", "").isalnum(),
+          "name", raw.get("name"), "a name of letters, digits, '-' and '_'", source)
+    base = raw.get("base", {})
+    _need(isinstance(base, dict) and isinstance(base.get("model"), str), "base.model", base.get("model")
+          if isinstance(base, dict) else base, "a preset name from `mpdit-bench models`", source)
+    scales = raw.get("scales")
+    _need(isinstance(scales, dict) and scales and set(scales) <= set(SCALES), "scales",
+          None if not isinstance(scales, dict) else list(scales), "a mapping with sections " + " and ".join(SCALES),
+          source)
+    for scale, section in scales.items():
+        _check_scale(section, f"scales.{scale}", source)
+    axes = raw.get("axes", [])
+    _need(isinstance(axes, list), "axes", axes, "a list of blocks, each {grid: {...}} or {variants: [...]}", source)
+    for i, block in enumerate(axes):
+        _need(isinstance(block, dict) and len(block) == 1 and next(iter(block)) in ("grid", "variants"),
+              f"axes[{i}]", block, "{grid: {key: [values]}} or {variants: [{overrides}, ...]}", source)
+    exp = Experiment(raw["name"], source, raw.get("description", ""), raw.get("paper_table"), raw)
+    for scale in scales:
+        expand(exp, scale)  # resolves every run: bad overrides fail here, before any compute
+    return exp
+
+
+def _check_scale(section: Any, where: str, source: str) -> None:
+    _need(isinstance(section, dict), where, section, "a mapping with keys " + ", ".join(SCALE_KEYS), source)
+    for key, value in section.items():
+        _need(key in SCALE_KEYS, f"{where}.{key}", value, "one of " + ", ".join(SCALE_KEYS), source)
+        if key in ("model_overrides", "data", "train", "sample", "eval", "slurm"):
+            _need(isinstance(value, dict), f"{where}.{key}", value, "a mapping", source)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted keys: {train: {lr: 1}} -> {"train.lr": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _points(raw: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """Every grid point / variant as a flat dict of dotted overrides; no axes = one run of the base."""
+    points: list[dict[str, Any]] = []
+    for i, block in enumerate(raw.get("axes", [])):
+        kind, body = next(iter(block.items()))
+        if kind == "grid":
+            _need(isinstance(body, dict) and body and all(isinstance(v, list) and v for v in body.values()),
+                  f"axes[{i}].grid", body, "a mapping of dotted keys to non-empty lists of values", source)
+            keys = list(body)
+            points += [dict(zip(keys, combo)) for combo in itertools.product(*body.values())]
+        else:
+            _need(isinstance(body, list) and all(isinstance(v, dict) for v in body), f"axes[{i}].variants",
+                  body, "a list of mappings of overrides", source)
+            points += [_flatten(v) for v in body]
+    return points or [{}]
+
+
+def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        target = target.setdefault(p, {})
+    target[leaf] = copy.deepcopy(value)
+
+
+def expand(exp: Experiment, scale: str) -> list[RunSpec]:
+    """All runs of ``exp`` at ``scale``, in file order, duplicates (same id) dropped."""
+    raw, source = exp.raw, exp.path
+    if scale not in raw["scales"]:
+        raise ConfigError("--scale", scale, "a scale this experiment defines: " + ", ".join(raw["scales"]), source)
+    runs, seen = [], set()
+    for point in _points(raw, source):
+        spec = _resolve(exp, scale, point)
+        if spec.run_id not in seen:
+            seen.add(spec.run_id)
+            runs.append(spec)
+    return runs
+
+
+def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
+    raw, source = exp.raw, exp.path
+    section = copy.deepcopy(raw["scales"][scale])
+    merged: dict[str, Any] = {"model": raw["base"]["model"],
+                              "model_overrides": dict(raw["base"].get("model_overrides") or {}),
+                              "resolution": section.get("resolution", 256), "nproc": section.get("nproc", 1),
+                              "data": section.get("data", {}), "train": section.get("train", {}),
+                              "sample": section.get("sample", {}), "eval": section.get("eval", {})}
+    post_rule = dict(section.get("model_overrides") or {})  # scale-specific: applied after the CPU rule
+    axes: dict[str, Any] = {}
+    for key, value in point.items():
+        root, _, rest = key.partition(".")
+        scale_only = root in SCALES
+        if scale_only:
+            if root != scale:
+                continue
+            root, _, rest = rest.partition(".")
+            key = f"{root}.{rest}" if rest else root
+            if root == "model_overrides":
+                post_rule.update({rest: value} if rest else value)
+                continue
+        _need(root in VARIANT_ROOTS, key, value, "keys under " + ", ".join(VARIANT_ROOTS + SCALES), source)
+        if root == "model_overrides" and not rest:
+            _need(isinstance(value, dict), key, value, "a mapping of model config keys", source)
+            merged["model_overrides"].update(value)
+        elif root in ("model", "label", "resolution", "nproc"):
+            merged[root] = value
+        else:
+            _set(merged, key, value)
+        if root != "label" and not scale_only:  # scale-only settings are not what the experiment varies
+            axes[key] = value
+
+    model = merged["model"]
+    try:
+        preset = get_preset(model)
+    except ConfigError as err:
+        raise ConfigError(err.key, err.value, err.allowed, source) from None
+    _need(merged["resolution"] in (256, 512), "resolution", merged["resolution"], "256 or 512 (pixels)", source)
+    full = _model(model, merged["resolution"], merged["model_overrides"], source)
+    cfg = cpu_scaled(full) if scale == "cpu" else full
+    if post_rule:
+        cfg = _checked(lambda: cfg.replace(source=source, **post_rule), f"scales.{scale}.model_overrides", source)
+    _check_settings(merged, scale, source)
+    preset_dict = preset.config.to_dict()
+    overrides = {k: v for k, v in cfg.to_dict().items() if preset_dict[k] != v and k != "refine_depth"}
+    train = _steps_from_epochs(merged["train"], source)
+    label = merged.get("label") or _auto_label(preset.name, axes)
+    spec = RunSpec(exp.name, scale, str(label), preset.name, overrides, cfg.to_dict(), full.to_dict(),
+                   merged["resolution"] if scale == "paper" else 32 * 8, int(merged["nproc"]), merged["data"], train,
+                   merged["sample"], merged["eval"], section.get("slurm", {}), axes, exp.paper_table)
+    spec.run_id = run_id(spec)
+    return spec
+
+
+def _checked(fn, key: str, source: str):
+    try:
+        return fn()
+    except ConfigError as err:
+        raise ConfigError(f"{key}.{err.key}", err.value, err.allowed, source) from None
+
+
+def _model(name: str, resolution: int, overrides: dict[str, Any], source: str) -> ModelConfig:
+    return _checked(lambda: model_config(name, resolution, **overrides), "model_overrides", source)
+
+
+def _check_settings(m: dict[str, Any], scale: str, source: str) -> None:
+    def positive_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    _need(positive_int(m["nproc"]), "nproc", m["nproc"], "a positive integer (processes for torchrun)", source)
+    train, sample, ev = m["train"], m["sample"], m["eval"]
+    for key in ("global_batch",):
+        _need(positive_int(train.get(key)), f"scales.{scale}.train.{key}", train.get(key), "a positive integer",
+              source)
+    _need(("steps" in train) != ("epochs" in train), f"scales.{scale}.train.steps", train.get("steps"),
+          "exactly one of train.steps (int) or train.epochs (number, with train.dataset_size)", source)
+    if "steps" in train:
+        _need(positive_int(train["steps"]), "train.steps", train["steps"], "a positive integer", source)
+    if "lr" in train:
+        _need(isinstance(train["lr"], (int, float)) and train["lr"] > 0, "train.lr", train["lr"], "a number > 0",
+              source)
+    _need(positive_int(sample.get("num")), "sample.num", sample.get("num"), "a positive integer", source)
+    if "sampler" in sample:
+        _need(sample["sampler"] in SAMPLERS, "sample.sampler", sample["sampler"], ", ".join(SAMPLERS), source)
+    metrics = ev.get("metrics")
+    _need(isinstance(metrics, list) and metrics and all(x in METRICS for x in metrics), "eval.metrics", metrics,
+          "a non-empty list from " + ", ".join(METRICS), source)
+    _need(isinstance(ev.get("ref"), str), "eval.ref", ev.get("ref"), "a reference path or name (string)", source)
+    for key in ev:
+        _need(key in ("ref", "metrics", "primary", "device", "batch_size"), f"eval.{key}", ev[key],
+              "one of ref, metrics, primary, device, batch_size", source)
+    if "primary" in ev:
+        _need(ev["primary"] in metrics, "eval.primary", ev["primary"], "one of eval.metrics: " + ", ".join(metrics),
+              source)
+
+
+def _steps_from_epochs(train: dict[str, Any], source: str) -> dict[str, Any]:
+    """The training contract counts steps: ``epochs`` and ``dataset_size`` become ``steps``."""
+    if "epochs" not in train:
+        return train
+    train = dict(train)
+    size = train.pop("dataset_size", None)
+    _need(isinstance(size, int) and not isinstance(size, bool) and size > 0, "train.dataset_size", size,
+          "a positive integer (images in the training set), needed with train.epochs", source)
+    epochs = train.pop("epochs")
+    _need(isinstance(epochs, (int, float)) and epochs > 0, "train.epochs", epochs, "a number > 0", source)
+    train["steps"] = math.ceil(epochs * size / train["global_batch"])
+    return train
+
+
+_SHORT = {"model_overrides.refine_depth": "k", "model_overrides.class_tokens": "m",
+          "model_overrides.upsample": "upsample", "model_overrides.time_embedder": "time",
+          "model_overrides.time_embedder_layers": "n", "model_overrides.patch_sizes": "patches",
+          "model_overrides.depths": "depths"}
+
+
+def _auto_label(model: str, axes: dict[str, Any]) -> str:
+    parts = [f"{_SHORT.get(k, k.split('.')[-1])}={v}" for k, v in axes.items() if k != "model"]
+    return " ".join([model] + parts)
+
+
+def primary_metric(spec: RunSpec) -> str:
+    """The metric tables and plots lead with."""
+    return spec.eval.get("primary") or spec.eval["metrics"][0]

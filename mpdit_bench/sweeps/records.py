@@ -1,0 +1,121 @@
+"""One JSON record per finished run, and loading all of them into a pandas DataFrame."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.stages import read_metrics_csv
+
+RECORD_VERSION = 1
+
+
+def sha256_file(path: Path, limit_mb: int = 4096) -> str | None:
+    if not path.is_file() or path.stat().st_size > limit_mb * 2**20:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # hardware info is descriptive only
+        pass
+    return info
+
+
+@lru_cache(maxsize=1)
+def software() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("mpdit-bench", "torch", "torchvision", "torch-fidelity", "numpy", "optuna"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        import subprocess
+
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except Exception:
+        out["git_commit"] = None
+    return out
+
+
+def images_seen(spec: RunSpec, summary: dict[str, Any]) -> int | None:
+    """From the training summary; else final step x global batch (the same number by definition)."""
+    if summary.get("images_seen") is not None:
+        return int(summary["images_seen"])
+    step = summary.get("step", summary.get("final_step"))
+    return int(step) * int(spec.train["global_batch"]) if step is not None else None
+
+
+def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """Everything about one finished run: what it was, what it cost, what it scored."""
+    stages = state["stages"]
+    count = stages.get("count", {}).get("result", {})
+    train = stages.get("train", {}).get("result", {})
+    evaluation = dict(stages.get("evaluate", {}).get("result", {}))
+    metrics = {k: v for k, v in evaluation.items()  # numbers and nulls; notes and lists stay in "evaluation"
+               if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
+    hashes = {"checkpoint_sha256": sha256_file(run_dir / "checkpoints" / "last.pt"),
+              "samples_sha256": sha256_file(run_dir / "samples.npz"),
+              "inception_weights_sha256": evaluation.get("inception_weights_sha256"),
+              "reference_sha256": evaluation.get("reference_sha256")}
+    sample = stages.get("sample", {}).get("result", {})
+    return {
+        "record_version": RECORD_VERSION,
+        "run_id": spec.run_id, "experiment": spec.experiment, "scale": spec.scale, "label": spec.label,
+        "model": spec.model, "axes": spec.axes, "spec": spec.to_dict(),
+        "params": count.get("params"), "gflops": count.get("gflops"),
+        "gflops_paper_convention": count.get("gflops_paper_convention"),
+        "images_seen": images_seen(spec, train), "train": train,
+        "metrics": metrics, "evaluation": evaluation,
+        "curve": read_metrics_csv(run_dir / "metrics.csv"),
+        "timings": {name: s.get("seconds") for name, s in stages.items()},
+        "sample_grid": str(run_dir / sample["grid"]) if sample.get("grid") else None,
+        "run_dir": str(run_dir),
+        "hardware": dict(hardware()), "software": dict(software()), "hashes": hashes,
+    }
+
+
+def load_records(results_dir: str | Path, experiment: str | None = None):
+    """All records under ``results_dir`` as a DataFrame: one row per run, metrics as ``metric.<name>``.
+
+    Missing metrics are NaN (never 0); the full record stays in the ``record`` column.
+    """
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(results_dir).rglob("record.json")):
+        rec = json.loads(path.read_text())
+        if experiment and rec.get("experiment") != experiment:
+            continue
+        row = {k: rec.get(k) for k in ("run_id", "experiment", "scale", "label", "model", "params", "gflops",
+                                        "gflops_paper_convention", "images_seen", "sample_grid", "run_dir")}
+        for name, value in (rec.get("metrics") or {}).items():
+            if value is None or isinstance(value, (int, float)):
+                row[f"metric.{name}"] = float("nan") if value is None else value
+        row["train_seconds"] = (rec.get("timings") or {}).get("train")
+        row["record"] = rec
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,143 @@
+"""Run an experiment's runs: locally one after another, resumable, shareable between workers.
+
+Layout: ``RESULTS/<experiment>/<scale>/<run_id>/`` per run (state.json, record.json, the training run
+directory's files). A worker loops over the runs not finished yet, claims one (state.claim), resumes it
+at the first stage not recorded in state.json, and writes record.json last. Any number of workers, on
+one machine or on Slurm nodes sharing the folder, can run the same sweep; each run is done once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.records import build_record
+from mpdit_bench.sweeps.stages import Stages, ValidationHook
+from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, read_json,
+                                      write_json_atomic)
+
+
+def run_dir_of(results_dir: Path, spec: RunSpec) -> Path:
+    return Path(results_dir) / spec.experiment / spec.scale / spec.run_id
+
+
+def execute_run(spec: RunSpec, run_dir: Path, stages: Any, on_validation: ValidationHook | None = None,
+                on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the stages not yet recorded for this run (the caller holds its claim); returns the record."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "run.json", spec.to_dict())
+    state = load_state(run_dir)
+    state["attempts"] = state.get("attempts", 0) + 1
+    write_json_atomic(run_dir / STATE, state)
+    for name in stages.names:
+        if name in state["stages"]:
+            continue  # finished before a kill or a crash: never redone
+        if on_stage:
+            on_stage(name)
+        state["current"] = name
+        write_json_atomic(run_dir / STATE, state)
+        start = time.time()
+        fn = getattr(stages, name)
+        result = fn(spec, run_dir, on_validation) if name == "train" and on_validation else fn(spec, run_dir)
+        state["stages"][name] = {"result": result, "seconds": time.time() - start, "finished_at": time.time()}
+        state["current"] = None
+        write_json_atomic(run_dir / STATE, state)
+    record = build_record(spec, state, run_dir)
+    write_json_atomic(run_dir / RECORD, record)
+    return record
+
+
+@dataclass
+class SweepResult:
+    finished: list[str]   # run ids this worker finished
+    failed: dict[str, str]  # run id -> error
+
+
+def run_sweep(runs: list[RunSpec], results_dir: str | Path, stages: Any | None = None, worker: str | None = None,
+              poll_s: float = 5.0, view: Callable[[], None] | None = None,
+              log: Callable[[str], None] = lambda msg: None) -> SweepResult:
+    """Work on ``runs`` until each one is finished, failed in this worker, or only held by others who die."""
+    stages = stages or Stages()
+    worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+    results_dir = Path(results_dir)
+    finished: list[str] = []
+    failed: dict[str, str] = {}
+    while True:
+        pending = [s for s in runs if s.run_id not in failed and not is_finished(run_dir_of(results_dir, s))]
+        if not pending:
+            return SweepResult(finished, failed)
+        progressed = False
+        for spec in pending:
+            run_dir = run_dir_of(results_dir, spec)
+            with claim(run_dir, worker) as mine:
+                if not mine or is_finished(run_dir):  # another worker has it, or just finished it
+                    continue
+                progressed = True
+                log(f"{worker}: run {spec.run_id} {spec.label}")
+                try:
+                    execute_run(spec, run_dir, stages, on_stage=lambda name: view() if view else None)
+                    finished.append(spec.run_id)
+                except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
+                    failed[spec.run_id] = f"{type(err).__name__}: {err}"
+                    state = load_state(run_dir)
+                    state.setdefault("errors", []).append({"worker": worker, "time": time.time(),
+                                                           "message": failed[spec.run_id].splitlines()[0][:200],
+                                                           "error": traceback.format_exc()[-4000:]})
+                    state["current"] = None
+                    write_json_atomic(run_dir / STATE, state)
+                    log(f"{worker}: run {spec.run_id} failed: {failed[spec.run_id]}")
+            if view:
+                view()
+        if not progressed:
+            time.sleep(poll_s)  # the rest are held by other workers: wait for them to finish or die
+
+
+# ---- status for the live view ------------------------------------------------------------------------
+def run_status(spec: RunSpec, results_dir: Path) -> tuple[str, str]:
+    """(status, detail): finished / running / failed / waiting."""
+    run_dir = run_dir_of(results_dir, spec)
+    if is_finished(run_dir):
+        return "finished", ""
+    state = read_json(run_dir / STATE) or {}
+    if is_claimed(run_dir):
+        owner = read_json(run_dir / "owner.json") or {}
+        return "running", f"{state.get('current') or ''} ({owner.get('worker', '?')})"
+    if state.get("errors"):
+        return "failed", state["errors"][-1].get("message", "")[:100]
+    done = ",".join(state.get("stages", {}))
+    return "waiting", f"done: {done}" if done else ""
+
+
+def status_table(runs: list[RunSpec], results_dir: Path, title: str):
+    from rich.table import Table
+
+    rows = [(spec, *run_status(spec, Path(results_dir))) for spec in runs]
+    counts = {k: sum(1 for r in rows if r[1] == k) for k in ("finished", "running", "failed", "waiting")}
+    table = Table(title=f"{title}: {counts['finished']} done, {counts['running']} running, "
+                        f"{counts['failed']} failed, {counts['waiting']} left of {len(runs)}")
+    for col in ("run", "label", "status", "detail"):
+        table.add_column(col)
+    colour = {"finished": "green", "running": "yellow", "failed": "red", "waiting": "dim"}
+    for spec, status, detail in rows:
+        table.add_row(spec.run_id, spec.label, f"[{colour[status]}]{status}[/]", detail)
+    return table
+
+
+# ---- dry run ------------------------------------------------------------------------------------------
+def dry_run_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
+    from mpdit_bench.config import ModelConfig
+    from mpdit_bench.sweeps.costs import analytic_counts, estimate_cost
+
+    rows = []
+    for spec in runs:
+        counts = analytic_counts(ModelConfig.from_dict(spec.model_config))
+        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc)
+        rows.append({"run_id": spec.run_id, "label": spec.label, "model": spec.model, "nproc": spec.nproc,
+                     **counts, **cost, "steps": spec.train["steps"], "global_batch": spec.train["global_batch"]})
+    return rows

@@ -1,0 +1,287 @@
+"""Multi-objective architecture search with Optuna: quality against GFLOPs, under a GFLOPs budget.
+
+A search space YAML names the registry choices to explore (upsample, time embedder and its layers n,
+class tokens m, refine depth k, hierarchy, width, depth), the run settings of one scale, the objectives
+and a budget. Each trial:
+
+1. turns its parameters into a model config (invalid combinations, e.g. k >= depth, are refused);
+2. counts GFLOPs analytically on the meta device; over budget -> pruned before any training,
+   marked ``infeasible`` in the trial's user attributes;
+3. runs the ordinary sweep stages (count, train, sample, evaluate) in ``RESULTS/<name>/<scale>/<run_id>``,
+   so a trial leaves the same record as a sweep run and resumes the same way;
+4. returns (quality metric, GFLOPs).
+
+Pruning: Optuna's `Trial.report` / `should_prune` raise NotImplementedError for multi-objective
+studies (optuna 5). The training contract's ``on_validation(step, val_loss)`` hook is used instead with
+one documented rule, the median rule: a trial is pruned at a validation step (after ``warmup_steps``)
+when its validation loss is above the median of the completed trials' validation losses at the same
+step, once ``min_trials`` completed trials have one. Validation curves live in the trials' user
+attributes, so the rule works across workers sharing a storage.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mpdit_bench.config import ConfigError, load_yaml
+from mpdit_bench.models import get_preset
+from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, run_id
+
+SPACE_KEYS = ("upsample", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
+              "hierarchy", "hidden_size", "depth")
+COUNT_OBJECTIVES = ("gflops", "gflops_paper_convention", "params")
+TOP_KEYS = ("name", "description", "scale", "base", "settings", "space", "head_dim", "objectives", "budget",
+            "sampler", "pruning")
+
+
+@dataclass
+class SearchSpace:
+    name: str
+    path: str
+    scale: str
+    model: str
+    settings: dict[str, Any]
+    space: dict[str, Any]
+    head_dim: int
+    objectives: list[dict[str, str]]
+    budget: dict[str, float]
+    sampler: dict[str, Any]
+    pruning: dict[str, Any]
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o["name"] for o in self.objectives]
+
+
+def _need(cond: bool, key: str, value: Any, allowed: str, source: str) -> None:
+    if not cond:
+        raise ConfigError(key, value, allowed, source)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    source = str(path)
+    raw = load_yaml(path)
+    for key in raw:
+        _need(key in TOP_KEYS, key, raw[key], "one of " + ", ".join(TOP_KEYS), source)
+    scale = raw.get("scale", "cpu")
+    _need(scale in ("cpu", "paper"), "scale", scale, "cpu or paper", source)
+    settings = raw.get("settings", {})
+    _check_scale(settings, "settings", source)
+    _check_settings({"nproc": settings.get("nproc", 1), "train": settings.get("train", {}),
+                     "sample": settings.get("sample", {}), "eval": settings.get("eval", {})}, "settings", source)
+    model = (raw.get("base") or {}).get("model", "MPDiT-B")
+    try:
+        get_preset(model)
+    except ConfigError as err:
+        raise ConfigError("base.model", model, err.allowed, source) from None
+    space = raw.get("space")
+    _need(isinstance(space, dict) and space, "space", space, "a mapping of " + ", ".join(SPACE_KEYS), source)
+    for key, dom in space.items():
+        _need(key in SPACE_KEYS, f"space.{key}", dom, "one of " + ", ".join(SPACE_KEYS), source)
+        ok = (isinstance(dom, list) and dom) or (isinstance(dom, dict) and {"low", "high"} <= set(dom)
+                                                 and set(dom) <= {"low", "high", "step"})
+        _need(bool(ok), f"space.{key}", dom, "a non-empty list of choices or {low: int, high: int[, step: int]}",
+              source)
+    allowed = list(settings["eval"]["metrics"]) + list(COUNT_OBJECTIVES)
+    objectives = raw.get("objectives") or []
+    _need(isinstance(objectives, list) and len(objectives) >= 2, "objectives", objectives,
+          "a list of at least two {name, direction} (quality metric and GFLOPs)", source)
+    for i, obj in enumerate(objectives):
+        _need(isinstance(obj, dict) and obj.get("name") in allowed, f"objectives[{i}].name",
+              obj.get("name") if isinstance(obj, dict) else obj, "one of " + ", ".join(allowed), source)
+        _need(obj.get("direction", "minimize") in ("minimize", "maximize"), f"objectives[{i}].direction",
+              obj.get("direction"), "minimize or maximize", source)
+    budget = raw.get("budget") or {}
+    for key, value in budget.items():
+        _need(key in ("max_gflops", "max_gflops_paper_convention", "max_params_m"), f"budget.{key}", value,
+              "max_gflops, max_gflops_paper_convention, max_params_m", source)
+        _need(isinstance(value, (int, float)) and value > 0, f"budget.{key}", value, "a number > 0", source)
+    sampler = raw.get("sampler") or {"name": "nsga2"}
+    _need(sampler.get("name") in ("nsga2", "tpe"), "sampler.name", sampler.get("name"), "nsga2 or tpe", source)
+    pruning = {"rule": "median", "warmup_steps": 0, "min_trials": 2, **(raw.get("pruning") or {})}
+    _need(pruning["rule"] in ("median", "none"), "pruning.rule", pruning["rule"], "median or none", source)
+    name = raw.get("name")
+    _need(isinstance(name, str) and name.replace("_", "").replace("-", "").isalnum(), "name", name,
+          "a name of letters, digits, '-' and '_'", source)
+    return SearchSpace(name, source, scale, model, settings, space, int(raw.get("head_dim", 32 if scale == "cpu"
+                       else 64)), [{"direction": "minimize", **o} for o in objectives], budget, sampler, pruning)
+
+
+# ---- parameters -> model config ---------------------------------------------------------------------
+def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
+    params = {}
+    for key, dom in space.items():
+        if isinstance(dom, list):
+            choices = [",".join(map(str, c)) if isinstance(c, list) else c for c in dom]  # optuna: primitives
+            params[key] = trial.suggest_categorical(key, choices)
+        else:
+            params[key] = trial.suggest_int(key, dom["low"], dom["high"], step=dom.get("step", 1))
+    return params
+
+
+def overrides_from_params(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """Model overrides for one trial. Depth N and refine depth k: the finest level gets k blocks, the
+    coarser levels share the other N - k evenly (the coarsest takes the remainder)."""
+    over: dict[str, Any] = {k: params[k] for k in ("upsample", "time_embedder", "time_embedder_layers",
+                                                    "class_tokens", "hidden_size") if k in params}
+    if "hidden_size" in params:
+        over["num_heads"] = max(1, params["hidden_size"] // space.head_dim)
+    preset = get_preset(space.model).config
+    patches = [int(p) for p in str(params.get("hierarchy", ",".join(map(str, preset.patch_sizes)))).split(",")]
+    depth = params.get("depth", preset.depth)
+    k = params.get("refine_depth", preset.depths[-1])
+    if len(patches) == 1:
+        depths = [depth]
+    else:
+        if not 1 <= k < depth:
+            raise ConfigError("refine_depth", k, f"an integer in [1, {depth - 1}] for depth {depth}", space.path)
+        coarse = depth - k
+        levels = len(patches) - 1
+        if coarse < levels:
+            raise ConfigError("depth", depth, f">= k + {levels} for {len(patches)} levels", space.path)
+        depths = [coarse // levels + (1 if i < coarse % levels else 0) for i in range(levels)] + [k]
+    over.update(patch_sizes=patches, depths=depths)
+    if space.scale == "cpu":
+        over.update(CPU_GEOMETRY)
+    return over
+
+
+def trial_spec(params: dict[str, Any], space: SearchSpace):
+    """(RunSpec, model config) for a trial's parameters; ConfigError when the combination is invalid."""
+    from mpdit_bench.models import model_config
+
+    over = overrides_from_params(params, space)
+    resolution = space.settings.get("resolution", 256)
+    cfg = model_config(space.model, resolution, **over)
+    preset = get_preset(space.model).config.to_dict()
+    overrides = {k: v for k, v in cfg.to_dict().items() if preset[k] != v and k != "refine_depth"}
+    s = space.settings
+    spec = RunSpec(space.name, space.scale, " ".join(f"{k}={v}" for k, v in params.items()), get_preset(space.model).name,
+                   overrides, cfg.to_dict(), cfg.to_dict(), resolution if space.scale == "paper" else 256,
+                   int(s.get("nproc", 1)), s.get("data", {}), s["train"], s["sample"], s["eval"], s.get("slurm", {}),
+                   {f"model_overrides.{k}": v for k, v in params.items()})
+    spec.run_id = run_id(spec)
+    return spec, cfg
+
+
+def over_budget(counts: dict[str, float], budget: dict[str, float]) -> str | None:
+    checks = (("max_gflops", counts["gflops"]), ("max_gflops_paper_convention", counts["gflops_paper_convention"]),
+              ("max_params_m", counts["params"] / 1e6))
+    for key, value in checks:
+        if key in budget and value > budget[key]:
+            return f"{key.removeprefix('max_')} = {value:.4g} > budget {budget[key]}"
+    return None
+
+
+# ---- pruning ----------------------------------------------------------------------------------------
+def median_rule(study, trial, rule: dict[str, Any]):
+    """on_validation hook implementing the documented median rule (see the module docstring)."""
+    import optuna
+
+    curve: dict[str, float] = {}
+
+    def hook(step: int, val_loss: float) -> None:
+        curve[str(step)] = float(val_loss)
+        trial.set_user_attr("val_curve", curve)
+        if rule["rule"] == "none" or step < rule["warmup_steps"]:
+            return
+        others = [t.user_attrs["val_curve"][str(step)] for t in study.get_trials(deepcopy=False)
+                  if t.state == optuna.trial.TrialState.COMPLETE and str(step) in t.user_attrs.get("val_curve", {})]
+        if len(others) >= rule["min_trials"] and val_loss > statistics.median(others):
+            trial.set_user_attr("pruned_at", {"step": step, "val_loss": val_loss,
+                                              "median": statistics.median(others)})
+            raise optuna.TrialPruned(f"val_loss {val_loss:.4g} at step {step} above the median of {len(others)}")
+
+    return hook
+
+
+# ---- the study -----------------------------------------------------------------------------------------
+def make_storage(storage: str | None, space: SearchSpace, results_dir: Path):
+    """SQLite in the results folder by default; an RDB URL as given; a path ending .log/.journal: journal file."""
+    import optuna
+
+    if storage is None:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(results_dir / f'{space.name}.db').resolve()}"
+    if "://" not in storage:
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
+    return storage
+
+
+def create_study(space: SearchSpace, storage: str | None, results_dir: Path):
+    import optuna
+
+    seed = space.sampler.get("seed")
+    if space.sampler["name"] == "nsga2":
+        sampler = optuna.samplers.NSGAIISampler(population_size=space.sampler.get("population_size", 8), seed=seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.sampler.get("n_startup_trials", 5))
+    return optuna.create_study(study_name=space.name, storage=make_storage(storage, space, results_dir),
+                               sampler=sampler, directions=[o["direction"] for o in space.objectives],
+                               load_if_exists=True)
+
+
+def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
+    import optuna
+
+    from mpdit_bench.sweeps.costs import analytic_counts
+    from mpdit_bench.sweeps.runner import execute_run, run_dir_of
+    from mpdit_bench.sweeps.state import RECORD, claim, is_finished, read_json
+
+    def objective(trial) -> list[float]:
+        params = suggest(trial, space.space)
+        try:
+            spec, cfg = trial_spec(params, space)
+        except ConfigError as err:
+            trial.set_user_attr("infeasible", str(err))
+            raise optuna.TrialPruned(f"invalid combination: {err}") from None
+        counts = analytic_counts(cfg)
+        for key, value in counts.items():
+            trial.set_user_attr(key, value)
+        reason = over_budget(counts, space.budget)
+        if reason:  # never trained
+            trial.set_user_attr("infeasible", reason)
+            raise optuna.TrialPruned(f"over the GFLOPs budget: {reason}")
+        trial.set_user_attr("run_id", spec.run_id)
+        run_dir = run_dir_of(results_dir, spec)
+        while not is_finished(run_dir):
+            with claim(run_dir, f"trial {trial.number}") as mine:
+                if mine and not is_finished(run_dir):
+                    execute_run(spec, run_dir, stages, on_validation=median_rule(study, trial, space.pruning))
+                    break
+            time.sleep(5)  # the same config is being trained by another worker: reuse its record
+        record = read_json(run_dir / RECORD)
+        # the full curve from the record (also when an identical config's record was reused)
+        trial.set_user_attr("val_curve", {str(int(r["step"])): r["val_loss"] for r in record["curve"]
+                                          if r.get("step") is not None and r.get("val_loss") is not None})
+        values = []
+        for obj in space.objectives:
+            value = counts[obj["name"]] if obj["name"] in COUNT_OBJECTIVES else record["metrics"].get(obj["name"])
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise RuntimeError(f"trial {trial.number}: metric {obj['name']!r} missing from the evaluation")
+            values.append(float(value))
+        return values
+
+    return objective
+
+
+def run_search(space: SearchSpace, trials: int, storage: str | None = None, results_dir: str | Path = "results",
+               stages: Any | None = None):
+    """Run ``trials`` trials in this process (more workers: same storage, same command)."""
+    import optuna
+
+    from mpdit_bench.sweeps.stages import Stages
+
+    results_dir = Path(results_dir)
+    study = create_study(space, storage, results_dir)
+    objective = make_objective(space, study, results_dir, stages or Stages())
+    study.optimize(objective, n_trials=trials, catch=(RuntimeError,), gc_after_trial=True)
+    return study

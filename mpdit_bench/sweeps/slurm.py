@@ -1,0 +1,52 @@
+"""Submitting a sweep to Slurm with submitit: one job per unfinished run, same commands as locally.
+
+Each job runs the local runner on its one run, so claims, stage resume and records work unchanged; a job
+resubmitted after a preemption resumes its run where it stopped. Executor settings come from the scale's
+``slurm:`` section of the experiment, overridden by ``--slurm key=value`` on the command line. Keys are
+submitit's AutoExecutor parameters (timeout_min, slurm_partition, gpus_per_node, cpus_per_task, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mpdit_bench.sweeps.experiment import RunSpec
+
+DEFAULTS = {"timeout_min": 60 * 24, "nodes": 1, "tasks_per_node": 1}
+
+
+def slurm_job(experiment_path: str, scale: str, results_dir: str, run_id: str) -> str:
+    """What a Slurm job executes: the one run, through the ordinary runner."""
+    from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.runner import run_sweep
+
+    runs = [s for s in load_experiment(experiment_path).runs(scale) if s.run_id == run_id]
+    if not runs:
+        raise ValueError(f"run {run_id} is not in {experiment_path} at scale {scale} (the file changed?)")
+    result = run_sweep(runs, results_dir)
+    if result.failed:
+        raise RuntimeError(f"run {run_id} failed: {result.failed[run_id]}")
+    return run_id
+
+
+def build_executor(folder: str | Path, params: dict[str, Any], nproc: int, cluster: str | None = "slurm"):
+    """A configured submitit executor; torchrun inside the job starts ``nproc`` processes on its GPUs."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    executor.update_parameters(**{**DEFAULTS, "gpus_per_node": nproc, "cpus_per_task": max(1, 8 * nproc),
+                                  **params})
+    return executor
+
+
+def plan_jobs(experiment_path: str, runs: list[RunSpec], results_dir: str | Path) -> list[tuple]:
+    """(function, args) for each run: what `submit` hands to the executor."""
+    return [(slurm_job, (str(experiment_path), s.scale, str(results_dir), s.run_id)) for s in runs]
+
+
+def submit(executor, jobs: list[tuple]) -> list:
+    """Submit all jobs as one Slurm array."""
+    with executor.batch():
+        handles = [executor.submit(fn, *args) for fn, args in jobs]
+    return handles

@@ -1,0 +1,205 @@
+"""The stages of one run, driven through the suite's command line (docs/CONTRACTS.md).
+
+Each stage builds the exact command another part of the suite documents, runs it, and parses what it
+leaves on disk. Training goes through ``torchrun`` when a run asks for several processes, so a local
+sweep and a Slurm job launch the same commands. Tests replace `Stages` with cheap fakes of the same shape.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from mpdit_bench.sweeps.experiment import RunSpec
+
+ValidationHook = Callable[[int, float], None]  # on_validation(step, val_loss); may raise to stop training
+
+
+class StageError(RuntimeError):
+    """A stage's command failed; the message names the command and the tail of its log."""
+
+
+# ---- command lines ---------------------------------------------------------------------------------
+ENTRY = ("-m", "mpdit_bench")  # what python / torchrun run: the suite's CLI
+
+
+def train_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
+    tail = ["train", str(run_dir / "config.yaml"), "--out", str(run_dir)]
+    if spec.nproc > 1:
+        return ["torchrun", "--standalone", f"--nproc_per_node={spec.nproc}", *entry, *tail]
+    return [sys.executable, *entry, *tail]
+
+
+def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
+    s = spec.sample
+    cmd = [sys.executable, *entry, "sample", str(run_dir / "checkpoints" / "last.pt"),
+           "--num", str(s["num"]), "--out", str(run_dir / "samples.npz")]
+    for key, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"),
+                      ("seed", "--seed"), ("batch_size", "--batch-size"), ("guidance_interval", "--guidance-interval"),
+                      ("labels", "--labels"), ("device", "--device")):
+        if key in s:
+            cmd += [flag, str(s[key])]
+    return cmd
+
+
+def cli_metrics(names: list[str]) -> str:
+    """Result keys (the contract's JSON keys) to `evaluate --metrics` names: precision -> prec, and one
+    ``proxy`` for all the Fashion-MNIST proxy metrics."""
+    cli = ["proxy" if n.endswith("_fmnist_proxy") else "prec" if n == "precision" else n for n in names]
+    return ",".join(dict.fromkeys(cli))
+
+
+def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
+    e = spec.eval
+    cmd = [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
+           "--metrics", cli_metrics(e["metrics"]), "--json"]
+    for key, flag in (("device", "--device"), ("batch_size", "--batch-size")):
+        if key in e:
+            cmd += [flag, str(e[key])]
+    return cmd
+
+
+# ---- running a command -----------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """In the child: receive SIGKILL when the sweep worker dies, so a killed sweep leaves no orphans."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_command(cmd: list[str], log: Path, poll: Callable[[], None] | None = None,
+                env: dict[str, str] | None = None) -> None:
+    """Run ``cmd`` with output appended to ``log``; ``poll`` is called every second and may raise to stop it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    if poll is not None:
+                        poll()
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    if proc.returncode:
+        tail = log.read_text()[-2000:]
+        raise StageError(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float | None]]:
+    """The training curve: metrics.csv rows as numbers (empty cells -> None)."""
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items() if k})
+    return rows
+
+
+def last_json_object(text: str) -> dict[str, Any]:
+    """The last line of ``text`` that is a JSON object (the evaluate command prints one)."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    try:  # printed indented over several lines
+        return json.loads(text[text.index("{"): text.rindex("}") + 1])
+    except ValueError:
+        raise StageError(f"no JSON object in the evaluate output:\n{text[-2000:]}") from None
+
+
+# ---- the stages ------------------------------------------------------------------------------------
+class Stages:
+    """count -> train -> sample -> evaluate for one run directory; each returns a JSON-able dict."""
+
+    names = ("count", "train", "sample", "evaluate")
+
+    def __init__(self, entry: tuple[str, ...] = ENTRY):
+        self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
+
+    def count(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+        from mpdit_bench.summary import count_model
+
+        result = count_model(spec.model, spec.resolution, spec.model_overrides, cross_check=False)
+        return {k: result[k] for k in ("params", "params_trainable", "gflops", "gflops_analytic",
+                                       "gflops_paper_convention", "config_hash")}
+
+    def train(self, spec: RunSpec, run_dir: Path, on_validation: ValidationHook | None = None) -> dict[str, Any]:
+        config = run_dir / "config.yaml"
+        if not config.exists():
+            write_text_atomic(config, yaml.safe_dump(spec.run_config(), sort_keys=False))
+        seen: set[int] = set()
+        stamp = [0.0]
+
+        def poll() -> None:  # pass new validation losses to the hook while training runs
+            csv_path = run_dir / "metrics.csv"
+            if on_validation is None or not csv_path.is_file() or csv_path.stat().st_mtime == stamp[0]:
+                return
+            stamp[0] = csv_path.stat().st_mtime
+            for row in read_metrics_csv(csv_path):
+                step, val = row.get("step"), row.get("val_loss")
+                if step is not None and val is not None and int(step) not in seen:
+                    seen.add(int(step))
+                    on_validation(int(step), val)
+
+        run_command(train_command(spec, run_dir, self.entry), run_dir / "logs" / "train.log", poll)
+        poll()
+        summary = run_dir / "summary.json"
+        if not summary.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise StageError(f"training finished without {summary} and checkpoints/last.pt")
+        return json.loads(summary.read_text())
+
+    def sample(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+        run_command(sample_command(spec, run_dir, self.entry), run_dir / "logs" / "sample.log")
+        samples = run_dir / "samples.npz"
+        if not samples.is_file():
+            raise StageError(f"sampling finished without {samples}")
+        grid = run_dir / "samples.png"
+        return {"samples": samples.name, "grid": grid.name if grid.is_file() else None, "num": spec.sample["num"]}
+
+    def evaluate(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+        log = run_dir / "logs" / "evaluate.log"
+        cmd = evaluate_command(spec, run_dir, self.entry)
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(f"\n$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+        if proc.returncode:
+            raise StageError(f"evaluate failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        return last_json_object(proc.stdout)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temp file and os.replace: a crash leaves the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

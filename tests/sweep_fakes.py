@@ -1,0 +1,81 @@
+"""Cheap stand-ins for the train / sample / evaluate stages, for the sweep tests only.
+
+They do what the runner needs from a stage (files in the run directory, a dict back) in milliseconds,
+and log every start and finish to a shared file so tests can check what ran, where, and how often.
+Their numbers are fakes and are labelled so (``fake_*`` keys); nothing here claims to be a real metric.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mpdit_bench.config import ModelConfig
+from mpdit_bench.sweeps.costs import analytic_counts
+
+
+class FakeStages:
+    names = ("count", "train", "sample", "evaluate")
+
+    def __init__(self, log: str | Path, sleep: float = 0.0, fail_stage: str | None = None):
+        self.log, self.sleep, self.fail_stage = Path(log), sleep, fail_stage
+
+    def _event(self, spec, stage: str, event: str) -> None:
+        line = json.dumps({"pid": os.getpid(), "run": spec.run_id, "stage": stage, "event": event}) + "\n"
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # one write per line: atomic
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def _step(self, spec, stage: str) -> None:
+        self._event(spec, stage, "start")
+        time.sleep(self.sleep)
+        if stage == self.fail_stage:
+            raise RuntimeError(f"fake failure in {stage}")
+
+    def count(self, spec, run_dir):
+        self._step(spec, "count")
+        counts = analytic_counts(ModelConfig.from_dict(spec.model_config))  # real, analytic, cheap
+        self._event(spec, "count", "done")
+        return counts
+
+    def train(self, spec, run_dir, on_validation=None):
+        self._step(spec, "train")
+        steps, batch = spec.train["steps"], spec.train["global_batch"]
+        rows = ["step,epoch,loss,lr,images_per_s,wall_s,val_loss"]
+        for step in range(1, steps + 1, max(1, steps // 4)):
+            val = 1.0 / step  # a fake, falling curve
+            rows.append(f"{step},0,{val},{spec.train.get('lr', 1e-4)},1.0,{step},{val}")
+            if on_validation:
+                on_validation(step, val)
+        (run_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+        self._event(spec, "train", "done")
+        return {"step": steps, "images_seen": steps * batch, "fake": True}
+
+    def sample(self, spec, run_dir):
+        self._step(spec, "sample")
+        self._event(spec, "sample", "done")
+        return {"samples": None, "grid": None, "num": spec.sample["num"]}
+
+    def evaluate(self, spec, run_dir):
+        self._step(spec, "evaluate")
+        self._event(spec, "evaluate", "done")
+        return {name: None for name in spec.eval["metrics"]} | {"fake_quality": len(spec.run_id)}
+
+
+def read_events(log: str | Path) -> list[dict]:
+    path = Path(log)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+if __name__ == "__main__":  # a sweep worker process: EXPERIMENT SCALE RESULTS LOG SLEEP
+    from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.runner import run_sweep
+
+    exp_path, scale, results, log, sleep = sys.argv[1:6]
+    runs = load_experiment(exp_path).runs(scale)
+    run_sweep(runs, results, FakeStages(log, float(sleep)), poll_s=0.2)

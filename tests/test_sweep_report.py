@@ -1,0 +1,97 @@
+"""Reports from stored records: tables beside the paper, missing metrics shown as missing, plots written."""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sweep_fakes import FakeStages  # noqa: E402
+
+from mpdit_bench.reports.plots import pareto_front  # noqa: E402
+from mpdit_bench.reports.report import write_reports  # noqa: E402
+from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS  # noqa: E402
+from mpdit_bench.sweeps.experiment import load_experiment  # noqa: E402
+from mpdit_bench.sweeps.records import load_records  # noqa: E402
+from mpdit_bench.sweeps.runner import run_sweep  # noqa: E402
+
+EXPERIMENT = {
+    "name": "rep", "description": "report test", "paper_table": "Table 2",
+    "base": {"model": "MPDiT-B"},
+    "scales": {"cpu": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 8, "steps": 8},
+                       "sample": {"num": 8},
+                       "eval": {"ref": "fashion-mnist:test", "metrics": ["fd_fmnist_proxy", "fid"]}}},
+    "axes": [{"grid": {"model_overrides.refine_depth": [4, 6, 8]}},
+             {"variants": [{"model": "DiT-B/2+shared+tokens+fno"}]}],
+}
+
+
+class FakeMetrics(FakeStages):
+    """Fake evaluation: a made-up proxy value for every run but k=8, whose evaluator 'reported null'."""
+
+    def evaluate(self, spec, run_dir):
+        value = None if spec.model_config["depths"] == [2, 4] else 0.5 + spec.model_config["depths"][-1] / 10
+        return {"fd_fmnist_proxy": value, "fid": None, "num_samples": 8}
+
+
+def test_report_from_records(tmp_path):
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    (exp_dir / "rep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    runs = load_experiment(exp_dir / "rep.yaml").runs("cpu")
+    results, out = tmp_path / "results", tmp_path / "reports"
+    run_sweep(runs[:3], results, FakeMetrics(tmp_path / "log"))  # the isotropic baseline is left unrun
+
+    frame = load_records(results)
+    assert len(frame) == 3 and frame["metric.fd_fmnist_proxy"].isna().sum() == 1
+    assert frame["metric.fid"].isna().all()
+
+    written = write_reports(results, out, experiments_dir=exp_dir)
+    md = (out / "rep_cpu.md").read_text()
+    assert {p.name for p in written} >= {"rep_cpu.md", "rep_cpu_pareto.png", "rep_cpu_compute.png", "index.md"}
+    for png in ("rep_cpu_pareto.png", "rep_cpu_compute.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.splitlines() if line.startswith("| ") and not line.startswith("| run")}
+    header = [c.strip() for c in next(l for l in md.splitlines() if l.startswith("| run")).split("|")[2:-1]]
+    col = {name: i for i, name in enumerate(header)}
+    k6, k8 = rows["MPDiT-B k=6"], rows["MPDiT-B k=8"]
+    assert k6[col["params M (paper)"]] == "104.8" and k6[col["GFLOPs (paper)"]] == "16.60"  # from presets
+    assert k6[col["GFLOPs true (ours)"]] == "16.18" and k6[col["GFLOPs paper conv. (ours)"]] == "16.65"
+    assert k8[col["params M (paper)"]] == NOT_IN_FACTS  # k=8 is not a published preset
+    assert k6[col["fd_fmnist_proxy (paper)"]] == NOT_IN_FACTS
+    assert k6[col["fd_fmnist_proxy (ours)"]] == "0.800"  # cpu depths (3, 3): 0.5 + 3 / 10
+    assert k8[col["fd_fmnist_proxy (ours)"]] == MISSING and k8[col["status"]] == "finished"  # null, not 0
+    assert all(r[col["fid (ours)"]] == MISSING for r in rows.values())
+    iso = rows["DiT-B/2+shared+tokens+fno"]
+    assert iso[col["status"]] == "not run" and iso[col["images seen"]] == MISSING
+    assert "1 finished run(s) have no fd_fmnist_proxy value" in md
+
+
+def test_pareto_front():
+    pts = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0)]
+    assert pareto_front(pts) == [(1.0, 5.0), (2.0, 3.0), (4.0, 1.0)]
+
+
+def test_cli_dry_run_and_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from mpdit_bench.cli import app
+
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    (exp_dir / "rep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    runner = CliRunner()
+    dry = runner.invoke(app, ["sweep", str(exp_dir / "rep.yaml"), "--scale", "cpu", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    for spec in load_experiment(exp_dir / "rep.yaml").runs("cpu"):
+        assert spec.run_id in dry.output
+    assert "device-hours" in dry.output and not (tmp_path / "results").exists()  # nothing executed
+    bad = runner.invoke(app, ["sweep", str(exp_dir / "rep.yaml"), "--scale", "paper", "--dry-run"])
+    assert bad.exit_code == 2
+    out = tmp_path / "reports"
+    rep = runner.invoke(app, ["report", str(exp_dir / "rep.yaml"), "--results", str(tmp_path / "none"),
+                              "--out", str(out)])
+    assert rep.exit_code == 0, rep.output
+    md = (out / "rep_cpu.md").read_text()  # no records: every run of the file listed as not run
+    assert md.count("| not run |") == 4 and "index.md" not in rep.output  # one experiment: no index

@@ -1,0 +1,148 @@
+"""The runner: each run done once, stage-level resume after SIGKILL, concurrent workers, records, Slurm plan."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sweep_fakes import FakeStages, read_events  # noqa: E402
+
+from mpdit_bench.sweeps.experiment import load_experiment  # noqa: E402
+from mpdit_bench.sweeps.records import load_records  # noqa: E402
+from mpdit_bench.sweeps.runner import run_dir_of, run_sweep, status_table  # noqa: E402
+from mpdit_bench.sweeps.state import load_state  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+EXPERIMENT = {
+    "name": "tiny",
+    "base": {"model": "MPDiT-B"},
+    "scales": {"cpu": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 8, "steps": 8},
+                       "sample": {"num": 8}, "eval": {"ref": "fashion-mnist:test",
+                                                      "metrics": ["fd_fmnist_proxy", "fid"]},
+                       "slurm": {"slurm_partition": "gpu"}}},
+    "axes": [{"grid": {"model_overrides.refine_depth": [2, 4, 6], "train.lr": [1e-3, 2e-3]}}],
+}
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(EXPERIMENT))
+    return path, load_experiment(path).runs("cpu"), tmp_path / "results", tmp_path / "events.log"
+
+
+def worker(path, results, log, sleep):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
+    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "sweep_fakes.py"), str(path), "cpu",
+                             str(results), str(log), str(sleep)], env=env)
+
+
+def starts(events):
+    return Counter((e["run"], e["stage"]) for e in events if e["event"] == "start")
+
+
+def test_runs_once_and_records(sweep):
+    path, runs, results, log = sweep
+    result = run_sweep(runs, results, FakeStages(log))
+    assert sorted(result.finished) == sorted(r.run_id for r in runs) and not result.failed
+    first = read_events(log)
+    assert set(starts(first).values()) == {1} and len(starts(first)) == 4 * len(runs)
+    assert run_sweep(runs, results, FakeStages(log)).finished == []  # finished runs are never repeated
+    assert read_events(log) == first
+    frame = load_records(results)
+    assert len(frame) == len(runs) and frame["metric.fd_fmnist_proxy"].isna().all()  # null stays missing
+    rec = frame.iloc[0]["record"]
+    assert rec["curve"] and rec["curve"][0]["val_loss"] == 1.0 and rec["images_seen"] == 64
+    assert rec["params"] > 0 and rec["gflops"] > 0 and rec["software"]["python"]
+
+
+def test_stage_resume_after_a_failure(sweep):
+    path, runs, results, log = sweep
+    broken = run_sweep(runs[:2], results, FakeStages(log, fail_stage="sample"))
+    assert len(broken.failed) == 2 and not broken.finished
+    state = load_state(run_dir_of(results, runs[0]))
+    assert set(state["stages"]) == {"count", "train"} and state["errors"]
+    assert "failed" in _render(status_table(runs, results, "tiny"))
+    run_sweep(runs[:2], results, FakeStages(log))
+    counts = starts(read_events(log))
+    for spec in runs[:2]:  # resumed at sampling: training ran once
+        assert counts[(spec.run_id, "train")] == 1 and counts[(spec.run_id, "sample")] == 2
+        assert (run_dir_of(results, spec) / "record.json").is_file()
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(sweep):
+    path, runs, results, log = sweep
+    proc = worker(path, results, log, 0.1)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill in the middle of the third run's training
+        if any(e["stage"] == "train" and e["event"] == "start" for e in read_events(log)[12:]):
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_events(log)
+    done_before = {(e["run"], e["stage"]) for e in before if e["event"] == "done"}
+    assert 0 < len(done_before) < 4 * len(runs)
+    records_before = {p.parent.name: p.stat().st_mtime_ns for p in results.rglob("record.json")}
+
+    restarted = worker(path, results, log, 0.0)
+    assert restarted.wait(timeout=120) == 0
+    after = read_events(log)[len(before):]
+    redone = {(e["run"], e["stage"]) for e in after if e["event"] == "start"} & done_before
+    assert not redone  # nothing that had finished was run again
+    done = Counter((e["run"], e["stage"]) for e in before + after if e["event"] == "done")
+    assert all(done[(r.run_id, "evaluate")] == 1 for r in runs)  # every run finished exactly once
+    for spec in runs:
+        assert (run_dir_of(results, spec) / "record.json").is_file()
+    for run, mtime in records_before.items():  # finished records untouched
+        assert next(results.rglob(f"{run}/record.json")).stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_two_workers_never_share_a_run(sweep):
+    path, runs, results, log = sweep
+    procs = [worker(path, results, log, 0.05) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    events = read_events(log)
+    assert set(starts(events).values()) == {1} and len(starts(events)) == 4 * len(runs)
+    by_run = {}
+    for e in events:
+        by_run.setdefault(e["run"], set()).add(e["pid"])
+    assert all(len(pids) == 1 for pids in by_run.values())  # one worker did all of a run's stages
+    assert len(list(results.rglob("record.json"))) == len(runs)
+
+
+def test_slurm_submission_is_built_not_sent(sweep, tmp_path, monkeypatch):
+    from mpdit_bench.sweeps import slurm
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_srun = bin_dir / "srun"  # submitit looks for srun to decide it is on a Slurm cluster
+    fake_srun.write_text("#!/bin/sh\nexit 1\n")
+    fake_srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    path, runs, results, log = sweep
+    executor = slurm.build_executor(tmp_path / "slurm", {**runs[0].slurm, "timeout_min": 30}, nproc=8)
+    jobs = slurm.plan_jobs(str(path), runs, results)
+    assert len(jobs) == len(runs) and jobs[0][0] is slurm.slurm_job and jobs[0][1][3] == runs[0].run_id
+    text = executor._executor._make_submission_file_text("python -c pass", "0")
+    assert "#SBATCH --partition=gpu" in text and "#SBATCH --gpus-per-node=8" in text and "--time=30" in text
+    with pytest.raises(Exception):
+        slurm.build_executor(tmp_path / "slurm", {"no_such_setting": 1}, nproc=1)
+
+
+def _render(table) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))
+    console.print(table)
+    return console.export_text()

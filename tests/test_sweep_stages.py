@@ -1,0 +1,90 @@
+"""The stage layer: the command lines of the contracts, and a run driven through a stand-in CLI."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mpdit_bench.sweeps.experiment import load_experiment
+from mpdit_bench.sweeps.runner import execute_run
+from mpdit_bench.sweeps.stages import (Stages, cli_metrics, evaluate_command, last_json_object, sample_command,
+                                       train_command)
+
+ROOT = Path(__file__).parent.parent
+FAKE_CLI = (str(ROOT / "tests" / "fake_cli.py"),)
+
+
+@pytest.fixture
+def specs(tmp_path):
+    data = {"name": "st", "base": {"model": "MPDiT-B"},
+            "scales": {"cpu": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 4, "steps": 6},
+                               "sample": {"num": 5, "sampler": "euler", "steps": 3, "cfg_scale": 1.5},
+                               "eval": {"ref": "fashion-mnist:test", "metrics": ["fd_fmnist_proxy", "fid"]}},
+                       "paper": {"nproc": 8, "data": {"name": "latents", "path": "lat"},
+                                 "train": {"global_batch": 1024, "steps": 10}, "sample": {"num": 50000},
+                                 "eval": {"ref": "ref.npz", "metrics": ["fid"]}}}}
+    path = tmp_path / "st.yaml"
+    path.write_text(yaml.safe_dump(data))
+    exp = load_experiment(path)
+    return exp.runs("cpu")[0], exp.runs("paper")[0]
+
+
+def test_command_lines(specs, tmp_path):
+    cpu, paper = specs
+    run = tmp_path / "run"
+    assert train_command(cpu, run) == [sys.executable, "-m", "mpdit_bench", "train", str(run / "config.yaml"),
+                                       "--out", str(run)]
+    assert train_command(paper, run)[:4] == ["torchrun", "--standalone", "--nproc_per_node=8", "-m"]
+    assert sample_command(cpu, run)[3:] == ["sample", str(run / "checkpoints" / "last.pt"), "--num", "5", "--out",
+                                            str(run / "samples.npz"), "--sampler", "euler", "--steps", "3",
+                                            "--cfg-scale", "1.5"]
+    assert evaluate_command(cpu, run)[3:] == ["evaluate", str(run / "samples.npz"), "--ref", "fashion-mnist:test",
+                                              "--metrics", "proxy,fid", "--json"]
+    assert cli_metrics(["fid", "precision", "recall", "fd_fmnist_proxy", "kid_fmnist_proxy"]) == "fid,prec,recall,proxy"
+
+
+def test_parse_evaluate_output():
+    assert last_json_object('progress 10%\n{"fid": 3.5, "kid": null}\n') == {"fid": 3.5, "kid": None}
+    assert last_json_object('log\n{\n  "fid": 1.0\n}\n') == {"fid": 1.0}
+
+
+@pytest.mark.slow
+def test_run_through_the_contract_cli(specs, tmp_path):
+    cpu, _ = specs
+    run = tmp_path / "run"
+    seen = []
+    record = execute_run(cpu, run, Stages(entry=FAKE_CLI), on_validation=lambda s, v: seen.append((s, v)))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"] == "MPDiT-B" and config["model_overrides"]["hidden_size"] == 96
+    assert seen == [(2, 1.0), (4, 0.5), (6, 2.0 / 6)]  # every validation row, once, in order
+    assert record["images_seen"] == 24 and record["params"] == cpu_params(cpu)
+    assert record["metrics"]["fd_fmnist_proxy"] is None and record["metrics"]["fid"] is None  # null, not 0
+    assert record["metrics"]["num_samples"] == 5 and "notes" not in record["metrics"]
+    assert record["evaluation"]["metrics"] == ["proxy", "fid"]
+    assert len(record["curve"]) == 6 and record["sample_grid"].endswith("samples.png")
+    assert json.loads((run / "record.json").read_text())["run_id"] == cpu.run_id
+
+
+@pytest.mark.slow
+def test_validation_hook_stops_training(specs, tmp_path, monkeypatch):
+    cpu, _ = specs
+    monkeypatch.setenv("FAKE_CLI_STEP_SLEEP", "2")  # still training when the first validation row is seen
+    run = tmp_path / "run"
+
+    def stop(step, val):
+        raise KeyboardInterrupt("pruned")
+
+    with pytest.raises(KeyboardInterrupt):
+        execute_run(cpu, run, Stages(entry=FAKE_CLI), on_validation=stop)
+    assert not (run / "summary.json").exists()  # the training process was stopped before it finished
+    state = json.loads((run / "state.json").read_text())
+    assert set(state["stages"]) == {"count"} and state["current"] == "train"
+
+
+def cpu_params(spec):
+    from mpdit_bench.config import ModelConfig
+    from mpdit_bench.sweeps.costs import analytic_counts
+
+    return analytic_counts(ModelConfig.from_dict(spec.model_config))["params"]
