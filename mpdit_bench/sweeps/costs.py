@@ -48,7 +48,9 @@ def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[
     """Training / sampling compute and the device-hours it takes at the assumed throughput."""
     images = train["steps"] * train["global_batch"]
     train_gflop = 3 * counts["gflops"] * images
-    passes = 2 if float(sample.get("cfg_scale", 1.0)) != 1.0 else 1
+    scales = sample.get("cfg_scale", 1.0)
+    guided = any(float(w) != 1.0 for w in (scales if isinstance(scales, list) else [scales]))
+    passes = 2 if guided else 1  # an upper bound with per-stage scales: unguided stages run one pass
     sample_gflop = counts["gflops"] * sample["num"] * sample.get("steps", 250) * passes
     train_rate, sample_rate = THROUGHPUT[scale]
     seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + EVAL_SECONDS[scale]
