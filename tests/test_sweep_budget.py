@@ -125,3 +125,17 @@ def test_reference_without_steps_is_refused(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_experiment(write(tmp_path, exp))
     assert err.value.key == "scales.cpu.train.steps" and "train.steps" in err.value.allowed
+
+
+def test_per_stage_cfg_scale_reaches_the_sample_command_and_the_cost(tmp_path):
+    from mpdit_bench.sweeps.costs import estimate_cost
+    from mpdit_bench.sweeps.stages import sample_command
+
+    runs = by_label(write(tmp_path, EXP), "cpu")
+    cmd = sample_command(runs["ppf3-B"], tmp_path)
+    assert cmd[cmd.index("--cfg-scale") + 1] == "1.0,1.5,1.5"  # the form `mpdit-bench sample` parses
+    counts = {"gflops": 1.0}
+    guided = estimate_cost(counts, runs["ppf3-B"].train, runs["ppf3-B"].sample, "cpu", 1)
+    unguided = estimate_cost(counts, runs["ppf3-B"].train, {**runs["ppf3-B"].sample, "cfg_scale": [1.0] * 3},
+                             "cpu", 1)
+    assert guided["sample_pflop"] == 2 * unguided["sample_pflop"]  # conditional + unconditional pass

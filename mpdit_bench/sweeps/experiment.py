@@ -32,7 +32,8 @@ from mpdit_bench.models import get_preset, model_config
 SCALES = ("paper", "cpu")
 TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget")
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm")
-VARIANT_ROOTS = ("label", "group", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval")
+VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
+                 "group")
 SAMPLERS = ("euler", "heun", "sde")
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
            "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
