@@ -321,11 +321,10 @@ def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_s
     of the resolved (scaled) model with the run's train.stage_proportions. Run ids are recomputed."""
     from mpdit_bench import ppflow
 
-    groups = ", ".join(str(g) for g in references) if None not in references else "none (no group key)"
+    allowed = ("no group: budget.reference is one label; give it as {GROUP: LABEL, ...} to use groups"
+               if None in references else "a group of budget.reference: " + ", ".join(map(str, references)))
     for spec in specs:
-        _need(spec.group in references, "group", spec.group, "a group of budget.reference: " + groups
-              if None not in references else "no group: budget.reference is one label; give it as "
-              "{GROUP: LABEL, ...} to use groups", source)
+        _need(spec.group in references, "group", spec.group, allowed, source)
     flops: dict[str, float] = {}
 
     def f(spec: RunSpec) -> float:
@@ -340,8 +339,8 @@ def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_s
             continue  # the group has no run at this scale
         where = "budget.reference" + ("" if group is None else f".{group}")
         refs = {s.run_id: s for s, _ in members if s.label == label}
-        _need(len(refs) == 1, where, label, f"the label of exactly one run of group {group} at scale "
-              f"{members[0][0].scale}: " + ", ".join(dict.fromkeys(s.label for s, _ in members)), source)
+        _need(len(refs) == 1, where, label, "the label of exactly one run" + ("" if group is None else
+              f" of group {group}") + f" at scale {members[0][0].scale}: " + ", ".join(dict.fromkeys(s.label for s, _ in members)), source)
         ref = next(iter(refs.values()))
         for spec, own in members:
             if spec.label == label:
