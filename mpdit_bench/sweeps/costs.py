@@ -44,11 +44,15 @@ def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
 
 
 def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[str, Any], scale: str,
-                  nproc: int) -> dict[str, float]:
-    """Training / sampling compute and the device-hours it takes at the assumed throughput."""
+                  nproc: int, train_flops_per_sample: float | None = None) -> dict[str, float]:
+    """Training / sampling compute and the device-hours it takes at the assumed throughput.
+    ``train_flops_per_sample`` (FLOPs) replaces 3 x forward where the forward varies (PPFlow's stage mix)."""
     images = train["steps"] * train["global_batch"]
-    train_gflop = 3 * counts["gflops"] * images
-    passes = 2 if float(sample.get("cfg_scale", 1.0)) != 1.0 else 1
+    per_sample = 3 * counts["gflops"] if train_flops_per_sample is None else train_flops_per_sample / 1e9
+    train_gflop = per_sample * images
+    scales = sample.get("cfg_scale", 1.0)
+    guided = any(float(w) != 1.0 for w in (scales if isinstance(scales, list) else [scales]))
+    passes = 2 if guided else 1  # an upper bound with per-stage scales: unguided stages run one pass
     sample_gflop = counts["gflops"] * sample["num"] * sample.get("steps", 250) * passes
     train_rate, sample_rate = THROUGHPUT[scale]
     seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + EVAL_SECONDS[scale]

@@ -9,6 +9,7 @@
     axes:                                   # blocks, concatenated; each a grid (product) or a list
       - grid: {model: [MPDiT-B, MPDiT-XL], model_overrides.refine_depth: [4, 6, 8]}
       - variants: [{model: DiT-B/2+shared+tokens+fno, label: "isotropic"}]
+    budget: {reference: isotropic}          # optional: equal training compute (see `apply_budget`)
 
 A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
 ``cpu`` / ``paper`` apply only at that scale. Every run resolves to a `RunSpec` with a stable id.
@@ -29,9 +30,10 @@ from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
 from mpdit_bench.models import get_preset, model_config
 
 SCALES = ("paper", "cpu")
-TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes")
+TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget")
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm")
-VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval")
+VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
+                 "group")
 SAMPLERS = ("euler", "heun", "sde")
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
            "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
@@ -73,6 +75,7 @@ class RunSpec:
     axes: dict[str, Any] = field(default_factory=dict)  # the values this run set (for tables)
     paper_table: str | None = None   # the paper table this run's experiment rebuilds (not in the id)
     run_id: str = ""
+    group: str | None = None         # budget group: runs matched to one reference run (not in the id)
 
     def run_config(self) -> dict[str, Any]:
         """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` is the sweep's own key
@@ -137,6 +140,8 @@ def load_experiment(path: str | Path) -> Experiment:
     for i, block in enumerate(axes):
         _need(isinstance(block, dict) and len(block) == 1 and next(iter(block)) in ("grid", "variants"),
               f"axes[{i}]", block, "{grid: {key: [values]}} or {variants: [{overrides}, ...]}", source)
+    if "budget" in raw:
+        _budget_references(raw["budget"], source)
     exp = Experiment(raw["name"], source, raw.get("description", ""), raw.get("paper_table"), raw)
     for scale in scales:
         expand(exp, scale)  # resolves every run: bad overrides fail here, before any compute
@@ -192,9 +197,17 @@ def expand(exp: Experiment, scale: str) -> list[RunSpec]:
     raw, source = exp.raw, exp.path
     if scale not in raw["scales"]:
         raise ConfigError("--scale", scale, "a scale this experiment defines: " + ", ".join(raw["scales"]), source)
+    points = _points(raw, source)
+    specs = [_resolve(exp, scale, point) for point in points]
+    if "budget" in raw:
+        apply_budget(specs, _budget_references(raw["budget"], source), [_sets_steps(p, scale) for p in points],
+                     source)
+    else:
+        for spec in specs:
+            _need(spec.group is None, "group", spec.group, "no group: groups need a top-level "
+                  "budget: {reference: {GROUP: LABEL, ...}}", source)
     runs, seen = [], set()
-    for point in _points(raw, source):
-        spec = _resolve(exp, scale, point)
+    for spec in specs:
         if spec.run_id not in seen:
             seen.add(spec.run_id)
             runs.append(spec)
@@ -226,11 +239,11 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
         if root == "model_overrides" and not rest:
             _need(isinstance(value, dict), key, value, "a mapping of model config keys", source)
             merged["model_overrides"].update(value)
-        elif root in ("model", "label", "resolution", "nproc"):
+        elif root in ("model", "label", "group", "resolution", "nproc"):
             merged[root] = value
         else:
             _set(merged, key, value)
-        if root != "label" and not scale_only:  # scale-only settings are not what the experiment varies
+        if root not in ("label", "group") and not scale_only:  # scale-only settings are not what the experiment varies
             axes[key] = value
 
     model = merged["model"]
@@ -248,11 +261,99 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
     overrides = {k: v for k, v in cfg.to_dict().items() if preset_dict[k] != v and k != "refine_depth"}
     train = _steps_from_epochs(merged["train"], source)
     label = merged.get("label") or _auto_label(preset.name, axes)
+    group = merged.get("group")
+    _need(group is None or isinstance(group, str), "group", group, "a group name (string) of budget.reference",
+          source)
     spec = RunSpec(exp.name, scale, str(label), preset.name, overrides, cfg.to_dict(), full.to_dict(),
                    merged["resolution"] if scale == "paper" else 32 * 8, int(merged["nproc"]), merged["data"], train,
-                   merged["sample"], merged["eval"], section.get("slurm", {}), axes, exp.paper_table)
+                   merged["sample"], merged["eval"], section.get("slurm", {}), axes, exp.paper_table,
+                   group=group)
     spec.run_id = run_id(spec)
     return spec
+
+
+# ---- equal training compute (`budget`) -----------------------------------------------------------
+def _budget_references(budget: Any, source: str) -> dict[str | None, str]:
+    """``budget.reference`` as {group: label}; one label = the reference of every run (group None)."""
+    _need(isinstance(budget, dict) and set(budget) == {"reference"}, "budget", budget,
+          "{reference: LABEL} or {reference: {GROUP: LABEL, ...}}", source)
+    ref = budget["reference"]
+    if isinstance(ref, str):
+        return {None: ref}
+    _need(isinstance(ref, dict) and ref and all(isinstance(k, str) and isinstance(v, str) for k, v in ref.items()),
+          "budget.reference", ref, "a run label, or a mapping of group names to run labels", source)
+    return dict(ref)
+
+
+def _sets_steps(point: dict[str, Any], scale: str) -> bool:
+    """Whether a grid point / variant sets train.steps or train.epochs itself (at this scale)."""
+    for key, value in point.items():
+        root, _, rest = key.partition(".")
+        if root in SCALES:
+            if root != scale:
+                continue
+            key = rest
+        if key in ("train.steps", "train.epochs") or (key == "train" and isinstance(value, dict)
+                                                       and ({"steps", "epochs"} & set(value))):
+            return True
+    return False
+
+
+def training_flops(spec: RunSpec, source: str) -> float:
+    """Training FLOPs per sample of the model this run trains (at its scale), for its stage mix."""
+    import torch
+
+    from mpdit_bench import ppflow
+    from mpdit_bench.models import build_model
+
+    cfg = ModelConfig.from_dict(spec.model_config, source)
+    with torch.device("meta"):  # shapes only: no memory, no init
+        model = build_model(cfg)
+    return _checked(lambda: ppflow.training_flops_per_sample(model, spec.train.get("stage_proportions")),
+                    "train", source)
+
+
+def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_steps: list[bool],
+                 source: str) -> None:
+    """Equal training compute: in each group, the run labelled ``references[group]`` keeps its train.steps
+    (the budget); every other run of the group gets the steps giving it the same training FLOPs at the same
+    global batch: ``ppflow.equal_compute_steps(ref_steps, F(ref), F(run))``, F = training FLOPs per sample
+    of the resolved (scaled) model with the run's train.stage_proportions. Run ids are recomputed."""
+    from mpdit_bench import ppflow
+
+    allowed = ("no group: budget.reference is one label; give it as {GROUP: LABEL, ...} to use groups"
+               if None in references else "a group of budget.reference: " + ", ".join(map(str, references)))
+    for spec in specs:
+        _need(spec.group in references, "group", spec.group, allowed, source)
+    flops: dict[str, float] = {}
+
+    def f(spec: RunSpec) -> float:
+        key = json.dumps([spec.model_config, spec.train.get("stage_proportions")], sort_keys=True)
+        if key not in flops:
+            flops[key] = training_flops(spec, source)
+        return flops[key]
+
+    for group, label in references.items():
+        members = [(s, own) for s, own in zip(specs, sets_steps) if s.group == group]
+        if not members:
+            continue  # the group has no run at this scale
+        where = "budget.reference" + ("" if group is None else f".{group}")
+        refs = {s.run_id: s for s, _ in members if s.label == label}
+        _need(len(refs) == 1, where, label, "the label of exactly one run" + ("" if group is None else
+              f" of group {group}") + f" at scale {members[0][0].scale}: " + ", ".join(dict.fromkeys(s.label for s, _ in members)), source)
+        ref = next(iter(refs.values()))
+        for spec, own in members:
+            if spec.label == label:
+                continue
+            _need(not own, f"{spec.label}: train.steps", spec.train.get("steps"), "not set: the budget gives "
+                  f"train.steps to every run but the reference {label!r}", source)
+            batch = ref.train["global_batch"]
+            _need(spec.train["global_batch"] == batch, f"{spec.label}: train.global_batch",
+                  spec.train["global_batch"], f"{batch}, the reference's: equal compute compares steps at one "
+                  "batch size", source)
+            steps = ppflow.equal_compute_steps(ref.train["steps"], f(ref), f(spec))
+            spec.train = {**spec.train, "steps": steps}
+            spec.run_id = run_id(spec)
 
 
 def _checked(fn, key: str, source: str):

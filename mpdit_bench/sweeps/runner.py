@@ -133,11 +133,14 @@ def status_table(runs: list[RunSpec], results_dir: Path, title: str):
 def dry_run_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
     from mpdit_bench.config import ModelConfig
     from mpdit_bench.sweeps.costs import analytic_counts, estimate_cost
+    from mpdit_bench.sweeps.experiment import training_flops
 
     rows = []
     for spec in runs:
         counts = analytic_counts(ModelConfig.from_dict(spec.model_config))
-        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc)
+        # a PPFlow model's forward depends on the stage: train on its stage mix (finest stage = the counts)
+        mixed = training_flops(spec, spec.experiment) if spec.model_config["time_patch_sizes"] else None
+        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc, mixed)
         rows.append({"run_id": spec.run_id, "label": spec.label, "model": spec.model, "nproc": spec.nproc,
                      **counts, **cost, "steps": spec.train["steps"], "global_batch": spec.train["global_batch"]})
     return rows

@@ -46,8 +46,8 @@ def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY)
     for key, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"),
                       ("seed", "--seed"), ("batch_size", "--batch-size"), ("guidance_interval", "--guidance-interval"),
                       ("labels", "--labels"), ("device", "--device")):
-        if key in s:
-            cmd += [flag, str(s[key])]
+        if key in s:  # a list (one guidance scale per PPFlow stage) is the flag's comma form
+            cmd += [flag, ",".join(map(str, s[key])) if isinstance(s[key], list) else str(s[key])]
     return cmd
 
 
