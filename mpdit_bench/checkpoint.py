@@ -12,14 +12,15 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
+
+from mpdit_bench.atomic import atomic_path, write_text_atomic
 
 FORMAT = "mpdit-bench-checkpoint-v1"
 REQUIRED = ("format", "step", "model", "model_config")
@@ -41,28 +42,6 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write; renamed over ``path`` on success, removed on error.
-
-    A crash mid-write leaves the previous file intact. The temporary keeps the suffix (PIL, numpy)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mpdit_bench import checkpoint, distributed, ppflow
+from mpdit_bench.atomic import save_npz_atomic
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.progress import progress_bar
 
@@ -227,11 +228,6 @@ def save_grid(images: np.ndarray, path: str | Path, nrow: int) -> Path:
     return Path(path)
 
 
-def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    with checkpoint.atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-
-
 def load_sampling_model(ckpt: dict[str, Any], use_ema: bool, device: torch.device) -> tuple[torch.nn.Module, ModelConfig]:
     from mpdit_bench.models import build_model
 
@@ -283,7 +279,7 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
         images = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
         out.parent.mkdir(parents=True, exist_ok=True)
         part = out.with_name(f".{out.stem}.rank{info.rank}.npz")
-        _save_npz(part, images=images, indices=np.asarray(mine, dtype=np.int64))
+        save_npz_atomic(part, images=images, indices=np.asarray(mine, dtype=np.int64))
         distributed.barrier()
         if info.is_main:
             _merge_parts(out, num, labels, info.world_size)
@@ -307,7 +303,7 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
             if merged is None:
                 merged = np.zeros((num, *imgs.shape[1:]), dtype=np.uint8)
             merged[idx] = imgs
-    _save_npz(out, arr_0=merged, arr_1=labels.numpy().astype(np.int64))
+    save_npz_atomic(out, arr_0=merged, arr_1=labels.numpy().astype(np.int64))
     for r in range(world):
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
 

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 from mpdit_bench import checkpoint, flow, ppflow, sampling, train as train_mod
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
-from mpdit_bench.convert import convert_checkpoint
 from mpdit_bench.models import build_model, model_config
 from mpdit_bench.train import load_run_config, train, validate_run_config
 

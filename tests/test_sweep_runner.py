@@ -1,6 +1,5 @@
 """The runner: each run done once, stage-level resume after SIGKILL, concurrent workers, records, Slurm plan."""
 
-import json
 import os
 import signal
 import subprocess

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 
+from mpdit_bench.atomic import save_npz_atomic
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.evaluation.features import InceptionFeatures, extract
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
@@ -38,18 +37,6 @@ def _cache_path(kind: str, content_hash: str) -> Path:
     return cache_dir() / "reference" / f"{kind}-{content_hash[:32]}.npz"
 
 
-def _save_npz(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def reference_features(src: Source, kind: str, extractor, batch_size: int, progress: bool, use_cache: bool = True) -> dict:
     """Features of a reference's images by one extractor, from the cache when this content was seen before."""
     path = _cache_path(kind, src.content_hash())
@@ -58,7 +45,7 @@ def reference_features(src: Source, kind: str, extractor, batch_size: int, progr
             return {k: data[k] for k in data.files} | {"cached": True}
     feats = extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress)
     if use_cache:
-        _save_npz(path, feats)
+        save_npz_atomic(path, **feats)
     return feats | {"cached": False}
 
 

@@ -7,14 +7,14 @@ Every source yields uint8 (B, H, W, 3) batches (greyscale repeated to 3 channels
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
+
+from mpdit_bench.atomic import save_npz_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DATASETS = ("fashion-mnist:train", "fashion-mnist:test")
@@ -140,16 +140,7 @@ def write_npz(path: str | Path, images: np.ndarray, labels: Optional[np.ndarray]
         if labels.shape != (len(images),):
             raise SourceError(f"{path}: labels must be ({len(images)},), got {labels.shape}")
         arrays["arr_1"] = labels.astype(np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return save_npz_atomic(path, **arrays)
 
 
 # --- image folder --------------------------------------------------------------------------------------------

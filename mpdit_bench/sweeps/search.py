@@ -276,8 +276,6 @@ def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
 def run_search(space: SearchSpace, trials: int, storage: str | None = None, results_dir: str | Path = "results",
                stages: Any | None = None):
     """Run ``trials`` trials in this process (more workers: same storage, same command)."""
-    import optuna
-
     from mpdit_bench.sweeps.stages import Stages
 
     results_dir = Path(results_dir)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import ctypes
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
+from mpdit_bench.atomic import write_text_atomic
 from mpdit_bench.sweeps.experiment import RunSpec
 
 ValidationHook = Callable[[int, float], None]  # on_validation(step, val_loss); may raise to stop training
@@ -194,12 +194,3 @@ class Stages:
         return last_json_object(proc.stdout)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file and os.replace: a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
