@@ -155,7 +155,7 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. expe
 
 
 def _sweep_dry_run(name: str, scale: str, runs: list) -> None:
-    from mpdit_bench.sweeps.costs import THROUGHPUT_NOTE
+    from mpdit_bench.sweeps.costs import FIRST_EVAL_EXTRA_SECONDS, THROUGHPUT_NOTE
     from mpdit_bench.sweeps.runner import dry_run_rows
 
     table = Table(title=f"{name} at scale {scale}: {len(runs)} runs (dry run, nothing executed)")
@@ -168,7 +168,7 @@ def _sweep_dry_run(name: str, scale: str, runs: list) -> None:
                       _fmt(r["gflops_paper_convention"], 3), f"{r['steps']} x {r['global_batch']}",
                       f"{r['train_pflop'] * 1e15:.2e}", _fmt(r["device_hours"], 3), _fmt(r["wall_hours"], 3))
     (console if console.is_terminal else Console(width=160)).print(table)  # wide when piped to a file
-    wall = sum(r["wall_hours"] for r in rows)
+    wall = sum(r["wall_hours"] for r in rows) + FIRST_EVAL_EXTRA_SECONDS[scale] / 3600
     console.print(f"total: {sum(r['device_hours'] for r in rows):.3f} device-hours, "
                   f"{wall:.3f} wall-hours ({wall * 60:.1f} min) one run at a time, without process start-up. "
                   f"GFLOPs analytic on the meta device (paper convention within 0.2% of the counter's); "
