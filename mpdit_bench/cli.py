@@ -171,7 +171,7 @@ def _sweep_dry_run(name: str, scale: str, runs: list) -> None:
     wall = sum(r["wall_hours"] for r in rows) + FIRST_EVAL_EXTRA_SECONDS[scale] / 3600
     console.print(f"total: {sum(r['device_hours'] for r in rows):.3f} device-hours, "
                   f"{wall:.3f} wall-hours ({wall * 60:.1f} min) one run at a time, without process start-up. "
-                  f"GFLOPs analytic on the meta device (paper convention within 0.2% of the counter's); "
+                  f"GFLOPs analytic on the meta device (both conventions equal to the `flops` command's); "
                   f"{THROUGHPUT_NOTE}.")
 
 

@@ -34,6 +34,8 @@ TRAIN_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
     "steps": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "seed": (0, _is_int, "an integer"),
     "ema_decay": (0.9999, lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "ema_warmup": (False, lambda v: isinstance(v, bool),
+                   "true or false (decay min(ema_decay, (1+step)/(10+step)): a short run's EMA leaves the init)"),
     "weight_decay": (0.01, lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "betas": ([0.9, 0.999], lambda v: isinstance(v, list) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v),
               "two numbers in [0, 1), e.g. [0.9, 0.999]"),

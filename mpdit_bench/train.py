@@ -24,6 +24,7 @@ import io
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,6 +128,21 @@ def enable_activation_checkpointing(model: torch.nn.Module) -> None:
     for blocks in model.levels:
         for block in blocks:
             block.forward = functools.partial(ckpt, block.forward, use_reentrant=False)
+
+
+def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
+    """EMA decay for the update after ``step`` optimizer steps. Without warmup it is constant (DiT's
+    protocol); with it, it ramps up so the average forgets the random init within a short run."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
+def warn_frozen_ema(tc: dict[str, Any]) -> None:
+    """A constant decay of 0.9999 over a few hundred steps leaves the EMA, which sampling uses, at init."""
+    init_share = tc["ema_decay"] ** tc["steps"]
+    if not tc["ema_warmup"] and init_share > 0.5:
+        warnings.warn(f"train.ema_decay={tc['ema_decay']} over train.steps={tc['steps']} leaves "
+                      f"{init_share:.0%} of the random init in the EMA weights that sampling uses; "
+                      f"set train.ema_warmup: true or a smaller ema_decay", stacklevel=2)
 
 
 @torch.no_grad()
@@ -269,6 +285,8 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
                           f"a multiple of the world size {info.world_size}")
     batch = tc["global_batch"] // info.world_size
 
+    if info.is_main:
+        warn_frozen_ema(tc)
     train_set, val_set = build_datasets(run_cfg["data"], tc["val_size"])
     dinfo = data_info(train_set, run_cfg["data"])
     mcfg = resolve_model_config(run_cfg, dinfo)
@@ -368,7 +386,7 @@ def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) ->
                 if tc["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
                 optimizer.step()
-                update_ema(ema, model, tc["ema_decay"])
+                update_ema(ema, model, ema_decay_at(step, tc["ema_decay"], tc["ema_warmup"]))
                 step += 1
                 batch_in_epoch += 1
                 train_seconds = seconds_before + time.perf_counter() - session_start

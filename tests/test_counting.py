@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from mpdit_bench import registry
-from mpdit_bench.counting import build_for_counting, count, example_inputs, fvcore_flops
+from mpdit_bench.counting import build_for_counting, count, example_inputs, fvcore_flops, paper_convention_flops
 from mpdit_bench.models import build_model, get_preset, list_models, model_config
 from mpdit_bench.models.blocks import explicit_attention
 from mpdit_bench.summary import count_model, preset_rows
+from mpdit_bench.sweeps.costs import analytic_counts
 
 
 def meta_params(name: str) -> int:
@@ -82,7 +83,11 @@ def assert_analytic_matches_fvcore(cfg):
     test_ppflow_counting."""
     model = build_for_counting(cfg)
     x, t, y = example_inputs(cfg)
-    assert model.flops() == pytest.approx(fvcore_flops(model, (x, torch.zeros_like(t), y))[0], rel=0.005)
+    total, by_operator = fvcore_flops(model, (x, torch.zeros_like(t), y))
+    assert model.flops() == pytest.approx(total, rel=0.005)
+    if not cfg.time_patch_sizes:  # the sweep's and report's paper convention == the `flops` command's
+        assert analytic_counts(cfg)["gflops_paper_convention"] * 1e9 == pytest.approx(
+            paper_convention_flops(cfg, by_operator), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", unique_presets())

@@ -9,7 +9,7 @@ from _tiny import tiny_run
 from mpdit_bench import checkpoint, flow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import create_model
-from mpdit_bench.train import (TrainingDiverged, load_run_config, resolve_model_config, train,
+from mpdit_bench.train import (TrainingDiverged, ema_decay_at, load_run_config, resolve_model_config, train,
                                validate_run_config)
 
 torch.set_num_threads(1)
@@ -192,3 +192,24 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path):
     a, b = _state(tmp_path / "plain")["model"], _state(tmp_path / "ckpt")["model"]
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_ema_warmup_ramps_to_the_set_decay():
+    assert ema_decay_at(0, 0.9999, warmup=False) == 0.9999
+    ramp = [ema_decay_at(s, 0.9999, warmup=True) for s in (0, 10, 160, 10**6)]
+    assert ramp[0] == 0.1 and ramp[1] == 11 / 20 and ramp[2] == 161 / 170 and ramp[3] == 0.9999
+    assert ramp == sorted(ramp)
+
+
+def test_short_run_ema_leaves_the_init_only_with_warmup(tmp_path):
+    def ema_moved(**over):
+        train(tiny_run(steps=4, ema_decay=0.9999, **over), tmp_path / str(over))
+        init = create_model("MPDiT-B", **{**tiny_run()["model_overrides"], "in_channels": 1, "num_classes": 10,
+                                          "input_size": 32}).state_dict()["final.linear.weight"]
+        state = _state(tmp_path / str(over))
+        trained = (state["model"]["final.linear.weight"] - init).abs().sum()
+        return float((state["ema"]["final.linear.weight"] - init).abs().sum() / trained)
+
+    with pytest.warns(UserWarning, match="train.ema_warmup"):
+        frozen = ema_moved(ema_warmup=False)
+    assert frozen < 0.01 and ema_moved(ema_warmup=True) > 0.3

@@ -19,7 +19,7 @@ SCHED3 = {"time_patch_sizes": ["8x8", "4x8", "4x4"], "time_boundaries": [0.5, 0.
 ISO = {"model": "SiT-S/2",
        "model_overrides": {"hidden_size": 32, "num_heads": 2, "depths": [2], "patch_sizes": [4]},
        "data": {"name": "fashion-mnist", "limit": 16},
-       "train": {"global_batch": 8, "lr": 1.0e-3, "steps": 4, "seed": 3, "ema_decay": 0.9, "device": "cpu",
+       "train": {"global_batch": 8, "lr": 1.0e-3, "steps": 4, "seed": 3, "ema_decay": 0.9, "ema_warmup": True, "device": "cpu",
                  "threads": 1, "log_every": 1, "ckpt_every": 2, "progress": False}}
 
 

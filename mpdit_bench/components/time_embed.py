@@ -91,6 +91,5 @@ class FnoTimeEmbedder(nn.Module):
 
     def flops(self) -> int:
         n, width = self.grid.numel(), self.lift.out_features
-        per_layer = self.spectral[0].flops() + flops.linear(n, width, width)
-        return (flops.linear(n, 1, width) + len(self.spectral) * per_layer
-                + flops.linear(1, width, self.out.out_features))
+        layers = sum(spectral.flops() + flops.linear(n, width, width) for spectral in self.spectral)
+        return flops.linear(n, 1, width) + layers + flops.linear(1, width, self.out.out_features)

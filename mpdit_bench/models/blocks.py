@@ -82,7 +82,8 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
     def flops(self, tokens: int) -> int:
-        return 2 * flops.linear(tokens, self.fc1.in_features, self.fc1.out_features)
+        return (flops.linear(tokens, self.fc1.in_features, self.fc1.out_features)
+                + flops.linear(tokens, self.fc2.in_features, self.fc2.out_features))
 
 
 class TransformerBlock(nn.Module):
@@ -104,7 +105,8 @@ class TransformerBlock(nn.Module):
 
     def flops(self, tokens: int) -> int:
         dim = self.attn.proj.in_features
-        return self.attn.flops(tokens) + self.mlp.flops(tokens) + 2 * flops.layer_norm(tokens, dim)
+        return (self.attn.flops(tokens) + self.mlp.flops(tokens)
+                + flops.layer_norm(tokens, dim) + flops.layer_norm(tokens, dim))  # norm1, norm2
 
 
 class FinalLayer(nn.Module):

@@ -27,18 +27,31 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def _styles(labels: list[str]) -> dict[str, dict[str, Any]]:
+    """One colour and marker per run, shared by every panel; a legend instead of labels on the points,
+    which overlap when runs have near-equal cost (k = 4, 6, 8 differ by ~10 % in GFLOPs)."""
+    colours, markers = plt.get_cmap("tab10").colors, "osD^v<>ph*"
+    return {label: {"color": colours[i % 10], "marker": markers[(i // 10) % len(markers)]}
+            for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def _legend_outside(ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
 def pareto_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str) -> int:
     """Metric vs true GFLOPs of the trained model; returns how many runs had no value (not plotted)."""
     pts = [(r["gflops"], _value(r, metric), r["label"]) for r in records if r.get("gflops") is not None]
     have = [(x, y, label) for x, y, label in pts if y is not None]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    style = _styles([label for _, _, label in have])
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     for x, y, label in have:
-        ax.scatter(x, y, s=25)
-        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.scatter(x, y, s=30, label=label, **style[label])
     front = pareto_front([(x, y) for x, y, _ in have])
     if len(front) > 1:
         ax.plot(*zip(*front), "k--", lw=1, label="Pareto front (lower is better)")
-        ax.legend(fontsize=8)
+    _legend_outside(ax)
     ax.set_xlabel("GFLOPs per image, true count (fvcore convention)")
     ax.set_ylabel(metric)
     missing = len(records) - len(have)
@@ -51,7 +64,8 @@ def pareto_plot(records: list[dict[str, Any]], metric: str, out: Path, title: st
 
 def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str) -> None:
     """Left: training loss against training compute (3 x GFLOPs x images); right: final metric against it."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
+    style = _styles([rec["label"] for rec in records])
     for rec in records:
         g, curve = rec.get("gflops"), rec.get("curve") or []
         batch = (rec.get("spec") or {}).get("train", {}).get("global_batch")
@@ -59,18 +73,17 @@ def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: s
             continue
         xs = [3 * g * r["step"] * batch / 1e6 for r in curve if r.get("step") is not None and r.get("loss") is not None]
         ys = [r["loss"] for r in curve if r.get("step") is not None and r.get("loss") is not None]
+        colour = style[rec["label"]]["color"]
         if xs:
-            left.plot(xs, ys, lw=1, label=rec["label"])
+            left.plot(xs, ys, lw=1, color=colour)
         y = _value(rec, metric)
         if y is not None and rec.get("images_seen"):
-            right.scatter(3 * g * rec["images_seen"] / 1e6, y, s=25)
-            right.annotate(rec["label"], (3 * g * rec["images_seen"] / 1e6, y), fontsize=7)
+            right.scatter(3 * g * rec["images_seen"] / 1e6, y, s=30, label=rec["label"], **style[rec["label"]])
     left.set_xlabel("training compute (PFLOP, multiply-adds)")
     left.set_ylabel("training loss")
-    if left.lines:
-        left.legend(fontsize=6)
     right.set_xlabel("training compute (PFLOP, multiply-adds)")
     right.set_ylabel(metric)
+    _legend_outside(right)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

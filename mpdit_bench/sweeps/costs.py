@@ -11,38 +11,38 @@ from typing import Any
 import torch
 
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.models import build_model
+from mpdit_bench.models import build_model, flops
 
 # Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
 # A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.
 # Two CPU cores, measured over the eight CPU-scale runs of ablation_k (stage wall time, process start-up
 # included): 10-30 G multiply-add/s training, 12-32 G sampling; 20 G is assumed for both.
-THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (20e9, 20e9)}  # (training, sampling)
+# (training, sampling). CPU: the ablation_k CPU sweep (batch 32 training, batch 64 sampling) sustained
+# 42-46 G in training and ~40 G in sampling on 2 cores.
+THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (40e9, 40e9)}
 # Evaluation per run on 2 CPU cores: 100 samples, proxy metrics and Inception FID against 500 cached
-# reference images: 34-52 s measured. The first evaluation on a fresh machine also converts the Inception
-# weights, trains the proxy classifier and extracts the reference features once: 184 s measured.
-EVAL_SECONDS = {"cpu": 45.0, "paper": 0.0}
-FIRST_EVAL_EXTRA_SECONDS = {"cpu": 140.0, "paper": 0.0}
+# reference images: 31-35 s measured. The first evaluation on a fresh machine also converts the Inception
+# weights, trains the proxy classifier and extracts the reference features once: 144 s measured.
+EVAL_SECONDS = {"cpu": 35.0, "paper": 0.0}
+FIRST_EVAL_EXTRA_SECONDS = {"cpu": 110.0, "paper": 0.0}
 THROUGHPUT_NOTE = ("assumed sustained throughput per device, in multiply-adds/s: A100 bf16 at 40% of peak "
-                   "(62 T); 2 CPU cores (measured): 20 G training and sampling; training = 3 x forward; "
-                   "CPU evaluation 45 s per run, plus 140 s once on a fresh machine (measured); "
+                   "(62 T); 2 CPU cores (measured): 40 G training and sampling; training = 3 x forward; "
+                   "CPU evaluation 35 s per run, plus 110 s once on a fresh machine (measured); "
                    "paper evaluation not included")
 
 
 def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
     """Params, true GFLOPs (== fvcore) and the paper-convention GFLOPs of ``cfg``, batch 1.
 
-    Paper convention: attention charged as if every block attended over the fine grid without class
-    tokens (docs of mpdit_bench.counting). Derived here from the true count by swapping the attention term.
+    Paper convention (mpdit_bench.counting): the Linear and Conv FLOPs plus attention charged as if every
+    block attended over the fine grid without class tokens; taken from the components' own counts by kind.
     """
     with torch.device("meta"):
         model = build_model(cfg)
     params = sum(p.numel() for p in model.parameters())
-    true = model.flops()
-    m = cfg.class_tokens
-    attention = sum(2 * (cfg.grid(level) ** 2 + m) ** 2 * cfg.hidden_size * depth
-                    for level, depth in enumerate(cfg.depths))
-    paper = true - attention + cfg.depth * 2 * (cfg.grid(-1) ** 2) ** 2 * cfg.hidden_size
+    with flops.tally() as by_kind:
+        true = model.flops()
+    paper = by_kind["linear"] + cfg.depth * flops.attention_matmuls(cfg.grid(-1) ** 2, cfg.hidden_size)
     return {"params": params, "gflops": true / 1e9, "gflops_paper_convention": paper / 1e9}
 
 
