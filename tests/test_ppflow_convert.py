@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 import mpdit_bench.models  # noqa: F401
+from _random_weights import randomised
 from mpdit_bench.cli import app
 from mpdit_bench.components.upsample import pixel_shuffle_tokens
 from mpdit_bench.config import ConfigError, ModelConfig
@@ -15,15 +16,6 @@ from mpdit_bench.models.schedule import unpatchify
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)
-
-
-def randomised(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
 
 
 def source(name="SiT-S/2", **kw):

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import mpdit_bench.models  # noqa: F401
+from _random_weights import randomised
 from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
@@ -15,16 +16,6 @@ from mpdit_bench.models.schedule import PatchScheduleDiT, depth_to_space, space_
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)
 PPF3 = dict(time_patch_sizes=["4x4", "2x4", "2x2"], time_boundaries=[0.5, 0.25])
-
-
-def randomised(model, seed=0):
-    """Non-zero weights everywhere (zero-initialised layers would hide stage differences)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    return model.eval()
 
 
 def ppf(levels=3, **kw):

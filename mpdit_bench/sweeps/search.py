@@ -30,7 +30,7 @@ from typing import Any
 
 from mpdit_bench.config import ConfigError, load_yaml
 from mpdit_bench.models import get_preset
-from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, run_id
+from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, _need, run_id
 
 SPACE_KEYS = ("upsample", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
               "hierarchy", "hidden_size", "depth")
@@ -56,11 +56,6 @@ class SearchSpace:
     @property
     def objective_names(self) -> list[str]:
         return [o["name"] for o in self.objectives]
-
-
-def _need(cond: bool, key: str, value: Any, allowed: str, source: str) -> None:
-    if not cond:
-        raise ConfigError(key, value, allowed, source)
 
 
 def load_space(path: str | Path) -> SearchSpace:
