@@ -13,7 +13,7 @@ from sweep_fakes import FakeStages, read_events  # noqa: E402
 
 from mpdit_bench.config import ConfigError  # noqa: E402
 from mpdit_bench.sweeps.costs import analytic_counts  # noqa: E402
-from mpdit_bench.sweeps.search import load_space, median_rule, run_search, trial_spec  # noqa: E402
+from mpdit_bench.sweeps.search import create_study, load_space, median_rule, run_search, suggest, trial_spec  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 SPACE = {
@@ -88,6 +88,24 @@ def test_median_rule_prunes_worse_than_median():
     with pytest.raises(optuna.TrialPruned):
         hook(10, 2.5)
     assert study.trials[-1].user_attrs["pruned_at"]["median"] == 2.0
+
+
+def test_a_worker_joining_a_study_does_not_repeat_its_trials(tmp_path):
+    """A seeded sampler restarted on a shared study would propose the first worker's parameters again."""
+    space = load_space(_write(tmp_path / "space.yaml", SPACE))
+
+    def proposals(storage, n=6):
+        study = create_study(space, str(storage), tmp_path / "results")
+        out = []
+        for _ in range(n):
+            trial = study.ask()
+            out.append(suggest(trial, space.space))
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return out
+
+    first = proposals(tmp_path / "shared.log")
+    assert proposals(tmp_path / "fresh.log") == first  # sampler.seed: a new search is reproducible
+    assert proposals(tmp_path / "shared.log") != first  # the joining worker explores elsewhere
 
 
 def test_space_errors_name_file_and_key(tmp_path):

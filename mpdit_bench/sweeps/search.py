@@ -17,11 +17,17 @@ one documented rule, the median rule: a trial is pruned at a validation step (af
 when its validation loss is above the median of the completed trials' validation losses at the same
 step, once ``min_trials`` completed trials have one. Validation curves live in the trials' user
 attributes, so the rule works across workers sharing a storage.
+
+Seeding: ``sampler.seed`` makes a search started on an empty study reproducible. A worker joining a study
+that already has trials (a second worker, or a resumed search) draws from a seed mixed with the trial count
+and its process id: with the plain seed it would propose the same parameters the first worker already tried.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -211,17 +217,27 @@ def make_storage(storage: str | None, space: SearchSpace, results_dir: Path):
     return storage
 
 
+def worker_seed(seed: int | None, trials_so_far: int) -> int | None:
+    """The sampler seed of a worker that finds ``trials_so_far`` trials in the study (module docstring)."""
+    if seed is None or trials_so_far == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{trials_so_far}:{os.getpid()}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
 def create_study(space: SearchSpace, storage: str | None, results_dir: Path):
     import optuna
 
-    seed = space.sampler.get("seed")
+    study = optuna.create_study(study_name=space.name, storage=make_storage(storage, space, results_dir),
+                                directions=[o["direction"] for o in space.objectives], load_if_exists=True)
+    seed = worker_seed(space.sampler.get("seed"), len(study.get_trials(deepcopy=False)))
     if space.sampler["name"] == "nsga2":
-        sampler = optuna.samplers.NSGAIISampler(population_size=space.sampler.get("population_size", 8), seed=seed)
+        study.sampler = optuna.samplers.NSGAIISampler(population_size=space.sampler.get("population_size", 8),
+                                                      seed=seed)
     else:
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=space.sampler.get("n_startup_trials", 5))
-    return optuna.create_study(study_name=space.name, storage=make_storage(storage, space, results_dir),
-                               sampler=sampler, directions=[o["direction"] for o in space.objectives],
-                               load_if_exists=True)
+        study.sampler = optuna.samplers.TPESampler(seed=seed,
+                                                   n_startup_trials=space.sampler.get("n_startup_trials", 5))
+    return study
 
 
 def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
