@@ -11,12 +11,11 @@ from typing import Any
 import torch
 
 from mpdit_bench.config import ModelConfig
+from mpdit_bench.counting import paper_convention_flops
 from mpdit_bench.models import build_model, flops
 
 # Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
 # A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.
-# Two CPU cores, measured over the eight CPU-scale runs of ablation_k (stage wall time, process start-up
-# included): 10-30 G multiply-add/s training, 12-32 G sampling; 20 G is assumed for both.
 # (training, sampling). CPU: the ablation_k CPU sweep (batch 32 training, batch 64 sampling) sustained
 # 42-46 G in training and ~40 G in sampling on 2 cores.
 THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (40e9, 40e9)}
@@ -42,7 +41,7 @@ def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
     params = sum(p.numel() for p in model.parameters())
     with flops.tally() as by_kind:
         true = model.flops()
-    paper = by_kind["linear"] + cfg.depth * flops.attention_matmuls(cfg.grid(-1) ** 2, cfg.hidden_size)
+    paper = paper_convention_flops(cfg, by_kind["linear"])
     return {"params": params, "gflops": true / 1e9, "gflops_paper_convention": paper / 1e9}
 
 
