@@ -41,7 +41,7 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
            resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
            as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table")) -> None:
     """List model presets with parameters and GFLOPs (analytic count, equal to fvcore's)."""
-    from mpdit_bench.summary import preset_rows
+    from mpdit_bench.counting.summary import preset_rows
 
     try:
         rows = preset_rows(pattern, resolution)
@@ -70,7 +70,7 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
           cross_check: bool = typer.Option(True, help="Also count with ptflops")) -> None:
     """Parameters and GFLOPs of one configuration: true (fvcore), analytic, paper convention, ptflops."""
-    from mpdit_bench.summary import count_model
+    from mpdit_bench.counting.summary import count_model
 
     try:
         result = count_model(model, resolution, parse_set(overrides or []), cross_check=cross_check)
@@ -270,9 +270,9 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
     import os
     from pathlib import Path
 
-    from mpdit_bench.checkpoint import CheckpointError
-    from mpdit_bench.train import TrainingDiverged, load_run_config
-    from mpdit_bench.train import train as run_training
+    from mpdit_bench.engine.checkpoint import CheckpointError
+    from mpdit_bench.engine.train import TrainingDiverged, load_run_config
+    from mpdit_bench.engine.train import train as run_training
 
     run_cfg = load_run_config(config, overrides or [])
     run_dir = Path(out) if out else Path("runs") / Path(config).stem
@@ -306,8 +306,8 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
     """Sample a checkpoint into ADM's .npz layout and a PNG grid; works under torchrun."""
     import os
 
-    from mpdit_bench.checkpoint import CheckpointError
-    from mpdit_bench.sampling import sample_checkpoint
+    from mpdit_bench.engine.checkpoint import CheckpointError
+    from mpdit_bench.engine.sampling import sample_checkpoint
 
     try:
         interval = [float(v) for v in guidance_interval.split(",")] if guidance_interval else None
@@ -345,7 +345,7 @@ def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint witho
         fail(f"--to {to!r} is invalid; allowed: ppflow")
     if levels not in (2, 3):
         fail(f"--levels {levels} is invalid; allowed: 2, 3")
-    from mpdit_bench.convert import convert_checkpoint
+    from mpdit_bench.ppflow.convert import convert_checkpoint
 
     bounds = None
     if boundaries is not None:
@@ -406,7 +406,7 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (image
     """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions."""
     import torch
 
-    from mpdit_bench.bench import MODES, compare
+    from mpdit_bench.engine.bench import MODES, compare
 
     if threads:
         torch.set_num_threads(threads)

@@ -9,9 +9,9 @@ import torch
 import yaml
 
 from _tiny import tiny_run
-from mpdit_bench import checkpoint, distributed
-from mpdit_bench.sampling import sample_checkpoint
-from mpdit_bench.train import train
+from mpdit_bench.engine import checkpoint, distributed
+from mpdit_bench.engine.sampling import sample_checkpoint
+from mpdit_bench.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)

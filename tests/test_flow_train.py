@@ -6,10 +6,10 @@ import torch
 import yaml
 
 from _tiny import tiny_run
-from mpdit_bench import checkpoint, flow
+from mpdit_bench.engine import checkpoint, flow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import create_model
-from mpdit_bench.train import (TrainingDiverged, ema_decay_at, load_run_config, resolve_model_config, train,
+from mpdit_bench.engine.train import (TrainingDiverged, ema_decay_at, load_run_config, resolve_model_config, train,
                                validate_run_config)
 
 torch.set_num_threads(1)

@@ -7,8 +7,8 @@ from PIL import Image
 
 from _tiny import tiny_run
 from mpdit_bench.data import latents
-from mpdit_bench.sampling import sample_checkpoint
-from mpdit_bench.train import train
+from mpdit_bench.engine.sampling import sample_checkpoint
+from mpdit_bench.engine.train import train
 
 torch.set_num_threads(1)
 

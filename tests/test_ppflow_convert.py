@@ -10,9 +10,9 @@ from _random_weights import randomised
 from mpdit_bench.cli import app
 from mpdit_bench.components.upsample import pixel_shuffle_tokens
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.convert import convert_isotropic_to_ppflow, ppflow_config
+from mpdit_bench.ppflow.convert import convert_isotropic_to_ppflow, ppflow_config
 from mpdit_bench.models import build_model, model_config
-from mpdit_bench.models.schedule import unpatchify
+from mpdit_bench.ppflow.schedule import unpatchify
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)

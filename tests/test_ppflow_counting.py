@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import mpdit_bench.models  # noqa: F401
 from mpdit_bench.cli import app
 from mpdit_bench.models import build_model, get_preset, model_config
-from mpdit_bench.summary import count_model, preset_rows
+from mpdit_bench.counting.summary import count_model, preset_rows
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)

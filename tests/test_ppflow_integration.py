@@ -8,11 +8,12 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from mpdit_bench import checkpoint, flow, ppflow, sampling, train as train_mod
+from mpdit_bench.engine import checkpoint, flow, sampling, train as train_mod
+from mpdit_bench.ppflow import packing as ppflow
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
-from mpdit_bench.train import load_run_config, train, validate_run_config
+from mpdit_bench.engine.train import load_run_config, train, validate_run_config
 
 torch.set_num_threads(1)
 SCHED3 = {"time_patch_sizes": ["8x8", "4x8", "4x4"], "time_boundaries": [0.5, 0.25]}

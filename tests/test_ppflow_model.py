@@ -5,13 +5,13 @@ import torch
 
 import mpdit_bench.models  # noqa: F401
 from _random_weights import randomised
-from mpdit_bench import ppflow
+from mpdit_bench.ppflow import packing as ppflow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
 from mpdit_bench.models.blocks import Attention, TransformerBlock
 from mpdit_bench.models.embeddings import sincos_2d
 from mpdit_bench.models.multipatch import MultiPatchDiT
-from mpdit_bench.models.schedule import PatchScheduleDiT, depth_to_space, space_to_depth
+from mpdit_bench.ppflow.schedule import PatchScheduleDiT, depth_to_space, space_to_depth
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from _tiny import tiny_run
-from mpdit_bench import sampling
+from mpdit_bench.engine import sampling
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import create_model
-from mpdit_bench.train import train
+from mpdit_bench.engine.train import train
 
 torch.set_num_threads(1)
 OPTS = sampling.check_options({"steps": 4, "batch_size": 3, "seed": 11})

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-from mpdit_bench import ppflow
+from mpdit_bench.ppflow import packing as ppflow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
 from mpdit_bench.sweeps.experiment import cpu_scaled, load_experiment

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mpdit_bench.run_config import validate_run_config
+from mpdit_bench.engine.run_config import validate_run_config
 from mpdit_bench.sweeps.experiment import expand, load_experiment
 
 EXPERIMENTS = sorted(p for p in Path("experiments").glob("*.yaml")

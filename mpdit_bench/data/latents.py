@@ -119,9 +119,9 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
     so the store does not depend on the number of ranks or the batch size; otherwise the posterior mean."""
     from PIL import Image
 
-    from mpdit_bench import distributed
-    from mpdit_bench.checkpoint import write_text_atomic
-    from mpdit_bench.progress import progress_bar
+    from mpdit_bench.engine import distributed
+    from mpdit_bench.engine.checkpoint import write_text_atomic
+    from mpdit_bench.engine.progress import progress_bar
 
     out = Path(out)
     info = distributed.setup(device)

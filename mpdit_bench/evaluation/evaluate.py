@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from mpdit_bench.atomic import save_npz_atomic
+from mpdit_bench.files import save_npz_atomic
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.evaluation.features import InceptionFeatures, extract
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from mpdit_bench.atomic import save_npz_atomic
+from mpdit_bench.files import save_npz_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DATASETS = ("fashion-mnist:train", "fashion-mnist:test")

@@ -3,7 +3,7 @@
     >>> from mpdit_bench.models import create_model, list_models
     >>> model = create_model("MPDiT-B", refine_depth=4)
 
-Preset names are imported lazily: components import ``mpdit_bench.models.flops`` while the registry is
+Preset names are imported lazily: components import ``mpdit_bench.counting.analytic`` while the registry is
 still being filled, and presets validate against a complete registry.
 """
 
@@ -27,7 +27,7 @@ def build_model(cfg):
     from mpdit_bench.models.multipatch import MultiPatchDiT
 
     if cfg.time_patch_sizes:
-        from mpdit_bench.models.schedule import PatchScheduleDiT
+        from mpdit_bench.ppflow.schedule import PatchScheduleDiT
 
         return PatchScheduleDiT(cfg)
     return MultiPatchDiT(cfg)

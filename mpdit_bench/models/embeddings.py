@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpdit_bench.models import flops
+from mpdit_bench.counting import analytic as flops
 
 
 class PatchEmbed(nn.Module):

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.counting import paper_convention_flops
-from mpdit_bench.models import build_model, flops
+from mpdit_bench.counting.measure import paper_convention_flops
+from mpdit_bench.counting import analytic as flops
+from mpdit_bench.models import build_model
 
 # Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
 # A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.

@@ -303,7 +303,7 @@ def training_flops(spec: RunSpec, source: str) -> float:
     """Training FLOPs per sample of the model this run trains (at its scale), for its stage mix."""
     import torch
 
-    from mpdit_bench import ppflow
+    from mpdit_bench.ppflow import packing as ppflow
     from mpdit_bench.models import build_model
 
     cfg = ModelConfig.from_dict(spec.model_config, source)
@@ -319,7 +319,7 @@ def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_s
     (the budget); every other run of the group gets the steps giving it the same training FLOPs at the same
     global batch: ``ppflow.equal_compute_steps(ref_steps, F(ref), F(run))``, F = training FLOPs per sample
     of the resolved (scaled) model with the run's train.stage_proportions. Run ids are recomputed."""
-    from mpdit_bench import ppflow
+    from mpdit_bench.ppflow import packing as ppflow
 
     allowed = ("no group: budget.reference is one label; give it as {GROUP: LABEL, ...} to use groups"
                if None in references else "a group of budget.reference: " + ", ".join(map(str, references)))

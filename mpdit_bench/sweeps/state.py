@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from mpdit_bench.atomic import write_text_atomic
+from mpdit_bench.files import write_text_atomic
 
 STATE, RECORD, CLAIM, OWNER = "state.json", "record.json", ".claim", "owner.json"
 

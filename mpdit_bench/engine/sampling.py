@@ -24,10 +24,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from mpdit_bench import checkpoint, distributed, ppflow
-from mpdit_bench.atomic import save_npz_atomic
+from mpdit_bench.engine import checkpoint, distributed
+from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench.files import save_npz_atomic
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.progress import progress_bar
+from mpdit_bench.engine.progress import progress_bar
 
 SAMPLERS = ("euler", "heun", "sde")
 OPTION_DEFAULTS: dict[str, Any] = {"sampler": "euler", "steps": 50, "cfg_scale": 1.0, "guidance_interval": None,

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.models.schedule import PatchSchedule
+from mpdit_bench.ppflow.schedule import PatchSchedule
 
 
 def as_schedule(stages: PatchSchedule | ModelConfig | torch.nn.Module) -> PatchSchedule:

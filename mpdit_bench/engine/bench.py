@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.checkpoint import write_text_atomic
+from mpdit_bench.engine.checkpoint import write_text_atomic
 from mpdit_bench.models import build_model, model_config
 
 MODES = ("train", "sample")
@@ -85,7 +85,7 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     """Throughput and peak memory of one model; see the module docstring for what is measured."""
     if mode not in MODES:
         raise ValueError(f"bench mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
-    from mpdit_bench.sampling import guided_velocity
+    from mpdit_bench.engine.sampling import guided_velocity
 
     dev = _device(device)
     cfg = model_config(name, resolution, **overrides)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.models import flops
+from mpdit_bench.counting import analytic as flops
 from mpdit_bench.models.blocks import explicit_attention
 from mpdit_bench.models.multipatch import MultiPatchDiT
 

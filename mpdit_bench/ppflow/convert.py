@@ -10,7 +10,7 @@ The coarser stages get, following PPFlow:
   the source's f x f expansion over the larger F x F block (each sub-block expands as the source did);
 - the level embedding zero, so that the fine stage reproduces the source model exactly.
 
-Checkpoints: the engine's format (mpdit_bench.checkpoint: "format", "step", "model", "ema", "model_config",
+Checkpoints: the engine's format (mpdit_bench.engine.checkpoint: "format", "step", "model", "ema", "model_config",
 "run_config", "data_info"), read with ``torch.load(weights_only=True)``; a foreign dict with the state dict
 under "model" works too when the source config is named on the command line. The output is an engine
 checkpoint at step 0 (no optimizer or RNG state): ``mpdit-bench sample`` reads it, and a run fine-tunes it
@@ -25,11 +25,11 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mpdit_bench import checkpoint
+from mpdit_bench.engine import checkpoint
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import build_model
 from mpdit_bench.models.embeddings import frozen_pos_embed
-from mpdit_bench.models.schedule import PatchSchedule
+from mpdit_bench.ppflow.schedule import PatchSchedule
 
 STAGE_PREFIXES = ("stage_patchify.", "stage_pos_embed.", "stage_finals.", "stage_upsamples.", "level_embed.")
 _BOUNDARIES = {2: [0.5], 3: [0.5, 0.25]}

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.atomic import atomic_path, write_text_atomic
+from mpdit_bench.files import atomic_path, write_text_atomic
 
 FORMAT = "mpdit-bench-checkpoint-v1"
 REQUIRED = ("format", "step", "model", "model_config")

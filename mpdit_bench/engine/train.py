@@ -33,10 +33,11 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mpdit_bench import checkpoint, distributed, flow, ppflow
+from mpdit_bench.engine import checkpoint, distributed, flow
+from mpdit_bench.ppflow import packing as ppflow
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import build_model
-from mpdit_bench.run_config import load_run_config, resolve_model_config, validate_run_config
+from mpdit_bench.engine.run_config import load_run_config, resolve_model_config, validate_run_config
 
 METRIC_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "wall_s", "val_loss")
 

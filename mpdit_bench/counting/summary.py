@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.counting import build_for_counting, count, count_schedule
+from mpdit_bench.counting.measure import build_for_counting, count, count_schedule
 from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
 
 

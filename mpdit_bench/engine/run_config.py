@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import model_config
-from mpdit_bench.sampling import check_cfg_scale, check_options
+from mpdit_bench.engine.sampling import check_cfg_scale, check_options
 
 SECTIONS = ("model", "model_overrides", "data", "train", "sample")
 DATASETS = ("fashion-mnist", "latents")

@@ -1,0 +1,1 @@
+"""The engine: flow matching, the training loop, checkpoints, torchrun, sampling and benchmarks."""
