@@ -39,7 +39,9 @@ class ModelConfig:
     hidden_size: int = 1152
     num_heads: int = 16
     mlp_ratio: float = 4.0
-    upsample: str = "linear"
+    upsample: str = "linear"  # the upsample block's expand; then its refine (components/upsample.py)
+    upsample_refine: str = "linear"
+    upsample_refine_ratio: int = 4  # hidden width / D of the "mlp" refine
     time_embedder: str = "mlp"
     time_embedder_layers: int = 2
     class_tokens: int = 0  # m; 0 means DiT's label embedding added into the modulation input
@@ -80,8 +82,9 @@ class ModelConfig:
     def config_hash(self) -> str:
         """Stable short hash of the resolved config (used for run ids)."""
         values = self.to_dict()
-        for key in ("time_patch_sizes", "time_boundaries"):  # keep hashes of schedule-free configs unchanged
-            if not values[key]:
+        for key, default in (("time_patch_sizes", []), ("time_boundaries", []), ("upsample_refine", "linear"),
+                             ("upsample_refine_ratio", 4)):  # keys added later: at their default, hashes unchanged
+            if values[key] == default:
                 del values[key]
         blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -107,6 +110,7 @@ class ModelConfig:
 _FIELD_TYPES: dict[str, str] = {
     "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
     "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
+    "upsample_refine": "str", "upsample_refine_ratio": "int",
     "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
     "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
     "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
@@ -175,7 +179,7 @@ def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
         raise ConfigError(key, getattr(cfg, key) if value is None else value, allowed, source)
 
     for key in ("hidden_size", "num_heads", "in_channels", "num_classes", "input_size",
-                "time_embedder_layers"):
+                "time_embedder_layers", "upsample_refine_ratio"):
         if getattr(cfg, key) < 1:
             fail(key, "an integer >= 1")
     if cfg.class_tokens < 0:
@@ -186,7 +190,8 @@ def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
         fail("num_heads", f"a divisor of hidden_size={cfg.hidden_size}")
     if cfg.hidden_size % 4:
         fail("hidden_size", "a multiple of 4 (2-D sin-cos position embedding)")
-    for key, kind in (("upsample", "upsample"), ("time_embedder", "time_embedder"),
+    for key, kind in (("upsample", "upsample"), ("upsample_refine", "upsample_refine"),
+                      ("time_embedder", "time_embedder"),
                       ("modulation", "modulation")):
         if getattr(cfg, key) not in registry.names(kind):
             fail(key, ", ".join(registry.names(kind)))

@@ -22,7 +22,10 @@ BAD = [  # (override, key named in the message, fragment of the allowed values)
     (dict(patch_sizes=[6, 4], input_size=24), "patch_sizes", "6 is not a multiple of 4"),
     (dict(patch_sizes=[3], depths=[2], input_size=16), "patch_sizes", "dividing the latent side"),
     (dict(patch_sizes=[]), "patch_sizes", "non-empty"),
-    (dict(upsample="bilinear"), "upsample", "conv, conv_transpose, linear, mlp"),
+    (dict(upsample="bilinear"), "upsample", "conv_transpose, linear"),
+    (dict(upsample_refine="deep"), "upsample_refine", "conv, linear, mlp, none"),
+    (dict(upsample_refine_ratio=0), "upsample_refine_ratio", ">= 1"),
+    (dict(upsample_refine_ratio=2.5), "upsample_refine_ratio", "an integer"),
     (dict(time_embedder="fourier"), "time_embedder", "fno, mlp"),
     (dict(modulation="film"), "modulation", "per_block, shared"),
     (dict(time_embedder_layers=0), "time_embedder_layers", ">= 1"),
@@ -70,9 +73,9 @@ def test_preset_overrides_and_resolution():
 
 def test_parse_set_reads_lists_tuples_bools_and_numbers():
     got = parse_set(["patch_sizes=8,4,2", "depths=[18,6,4]", "refine_depth=(4)", "learn_sigma=true",
-                     "mlp_ratio=2.5", "upsample=conv"])
+                     "mlp_ratio=2.5", "upsample=conv_transpose"])
     assert got == {"patch_sizes": [8, 4, 2], "depths": [18, 6, 4], "refine_depth": [4],
-                   "learn_sigma": True, "mlp_ratio": 2.5, "upsample": "conv"}
+                   "learn_sigma": True, "mlp_ratio": 2.5, "upsample": "conv_transpose"}
     with pytest.raises(ConfigError, match="key=value"):
         parse_set(["refine_depth"])
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mpdit_bench import registry
-from mpdit_bench.counting.measure import build_for_counting, count, example_inputs, fvcore_flops, paper_convention_flops
+from mpdit_bench.counting.measure import (build_for_counting, conv_transpose_output_extra, count, example_inputs,
+                                         fvcore_flops, paper_convention_flops)
 from mpdit_bench.models import build_model, get_preset, list_models, model_config
 from mpdit_bench.models.blocks import explicit_attention
 from mpdit_bench.counting.summary import count_model, preset_rows
@@ -87,7 +88,8 @@ def assert_analytic_matches_fvcore(cfg):
     assert model.flops() == pytest.approx(total, rel=0.005)
     if not cfg.time_patch_sizes:  # the sweep's and report's paper convention == the `flops` command's
         assert analytic_counts(cfg)["gflops_paper_convention"] * 1e9 == pytest.approx(
-            paper_convention_flops(cfg, by_operator["linear"] + by_operator.get("conv", 0)), rel=1e-6)
+            paper_convention_flops(cfg, by_operator["linear"] + by_operator.get("conv", 0),
+                                   conv_transpose_output_extra(model)), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", unique_presets())
@@ -113,9 +115,20 @@ def test_analytic_agrees_with_fvcore_on_a_grid(upsample, time, m, modulation, pa
         modulation=modulation, patch_sizes=list(patches), depths=[1] * len(patches), input_size=16))
 
 
+DESIGNS = list(itertools.product(registry.names("upsample"), registry.names("upsample_refine"), (0, 4)))
+
+
+@pytest.mark.parametrize("expand,refine,m", DESIGNS)
+def test_analytic_agrees_with_fvcore_for_every_upsample_design(expand, refine, m):
+    assert_analytic_matches_fvcore(model_config(
+        "MPDiT-B", hidden_size=64, num_heads=4, class_tokens=m, upsample=expand, upsample_refine=refine,
+        upsample_refine_ratio=2, patch_sizes=[8, 4, 2], depths=[1, 1, 1], input_size=16))
+
+
 @pytest.mark.parametrize("patches,size", [((2,), 64), ((4, 2), 64), ((8, 4, 2), 64), ((16, 8, 4, 2), 32)])
 def test_analytic_agrees_with_fvcore_at_other_resolutions(patches, size):
-    assert_analytic_matches_fvcore(model_config("MPDiT-B", hidden_size=64, num_heads=4, upsample="conv",
+    assert_analytic_matches_fvcore(model_config("MPDiT-B", hidden_size=64, num_heads=4, upsample="conv_transpose",
+                                                upsample_refine="conv",
                                                 patch_sizes=list(patches), depths=[1] * len(patches),
                                                 input_size=size))
 

@@ -90,7 +90,7 @@ def test_widened_upsample_repeats_the_source_expansion():
     model = converted(src, 2)
     v = torch.randn(1, 1, 64)
     with torch.no_grad():
-        small = pixel_shuffle_tokens(src.upsamples[0].linear(v), 1, 1, 2).view(2, 2, 64)
+        small = pixel_shuffle_tokens(src.upsamples[0].expand.linear(v), 1, 1, 2).view(2, 2, 64)
         big = model.stage_upsamples[0].expand(v, 1, 1).view(4, 4, 64)
     assert torch.equal(big, small.repeat(2, 2, 1))
 

@@ -46,3 +46,13 @@ def layer_norm(tokens: int, dim: int, affine: bool = False) -> int:
 def attention_matmuls(tokens: int, dim: int) -> int:
     """q @ k^T and attn @ v over all heads."""
     return _counted("attention", 2 * tokens * tokens * dim)
+
+
+def conv_transpose(tokens_in: int, d_in: int, d_out: int, factor: int) -> int:
+    """ConvTranspose2d with kernel = stride = factor, charged per input position (fvcore's count, like the
+    Linear expansion). Tallies the per-OUTPUT-position charge some counters use (factor^2 times more) under
+    "conv_transpose_output_extra", which the MPDiT paper's convention adds."""
+    true = tokens_in * d_in * d_out * factor ** 2
+    if _tally is not None:
+        _tally["conv_transpose_output_extra"] += true * (factor ** 2 - 1)
+    return _counted("linear", true)

@@ -50,10 +50,20 @@ def fvcore_flops(model: nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
         return int(analysis.total()), {k: int(v) for k, v in analysis.by_operator().items()}
 
 
-def paper_convention_flops(cfg: ModelConfig, linear_conv: int) -> int:
+def paper_convention_flops(cfg: ModelConfig, linear_conv: int, conv_transpose_output_extra: int = 0) -> int:
     """Linear and Conv multiply-adds (fvcore's "linear" and "conv" operators, transposed conv included, or
-    the analytic count's "linear" kind) plus attention charged at the finest level's token count in every block."""
-    return linear_conv + cfg.depth * flops.attention_matmuls(cfg.grid(-1) ** 2, cfg.hidden_size)
+    the analytic count's "linear" kind), a transposed conv charged per output position (the analytic tally's
+    "conv_transpose_output_extra": how the paper's ConvTranspose row was counted), plus attention charged at
+    the finest level's token count in every block."""
+    return (linear_conv + conv_transpose_output_extra
+            + cfg.depth * flops.attention_matmuls(cfg.grid(-1) ** 2, cfg.hidden_size))
+
+
+def conv_transpose_output_extra(model: nn.Module) -> int:
+    """What charging every ConvTranspose2d per output position adds to the true count (0 without one)."""
+    with flops.tally() as kinds:
+        model.flops()
+    return kinds["conv_transpose_output_extra"]
 
 
 def ptflops_macs(model: nn.Module, inputs: tuple) -> int | None:
@@ -97,6 +107,7 @@ def count(model: MultiPatchDiT, cross_check: bool = True) -> dict:
     params, trainable = param_counts(model)
     ptf = ptflops_macs(model, inputs) if cross_check else None
     total, by_operator = fvcore_flops(model, inputs)
+    extra = conv_transpose_output_extra(model)
     return {
         "resolution": cfg.input_size * 8,
         "input_size": cfg.input_size,
@@ -105,7 +116,9 @@ def count(model: MultiPatchDiT, cross_check: bool = True) -> dict:
         "gflops": total / 1e9,
         "gflops_analytic": model.flops() / 1e9,
         "gflops_paper_convention": paper_convention_flops(
-            cfg, by_operator.get("linear", 0) + by_operator.get("conv", 0)) / 1e9,
+            cfg, by_operator.get("linear", 0) + by_operator.get("conv", 0), extra) / 1e9,
+        # the part of the paper convention that charges ConvTranspose2d per output position
+        "gflops_conv_transpose_output_extra": extra / 1e9,
         "gmacs_ptflops": None if ptf is None else ptf / 1e9,
     }
 

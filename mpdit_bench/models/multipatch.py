@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mpdit_bench import registry
+from mpdit_bench.components.upsample import build_upsample
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.models.blocks import FinalLayer, TransformerBlock, init_linear_xavier
 from mpdit_bench.models.embeddings import PatchEmbed, SkipEmbed, frozen_pos_embed
@@ -36,8 +37,7 @@ class MultiPatchDiT(nn.Module):
         self.patch_embed = PatchEmbed(cfg.in_channels, D, patches[0])
         self.skips = nn.ModuleList(SkipEmbed(cfg.in_channels, D, p) for p in patches[1:])
         self.upsamples = nn.ModuleList(
-            registry.create("upsample", cfg.upsample, hidden_size=D, factor=coarse // fine)
-            for coarse, fine in zip(patches, patches[1:]))
+            build_upsample(cfg, coarse // fine) for coarse, fine in zip(patches, patches[1:]))
         self.pos_embed = nn.ParameterList(frozen_pos_embed(D, cfg.grid(i)) for i in range(len(patches)))
         self.levels = nn.ModuleList(
             nn.ModuleList(TransformerBlock(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(depth))

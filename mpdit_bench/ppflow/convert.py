@@ -131,7 +131,7 @@ def _stage_upsample(src: Mapping[str, torch.Tensor], cfg: ModelConfig, stage: in
         if key.startswith("upsamples.0."):
             name = key[len("upsamples.0."):]
             new = f"stage_upsamples.{stage}.{name}"
-            out[new] = (_tile_upsample(value, cfg.hidden_size, f, merge) if name.startswith("linear.")
+            out[new] = (_tile_upsample(value, cfg.hidden_size, f, merge) if name.startswith("expand.linear.")
                         else value.clone())
     return out
 

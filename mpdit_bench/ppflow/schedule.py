@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mpdit_bench import registry
+from mpdit_bench.components.upsample import build_upsample
 from mpdit_bench.config import ModelConfig, parse_patch_shape, patch_shape_name
 from mpdit_bench.models.blocks import FinalLayer
 from mpdit_bench.models.embeddings import PatchEmbed, frozen_pos_embed
@@ -144,8 +144,7 @@ class PatchScheduleDiT(MultiPatchDiT):
             FinalLayer(D, p, cfg.out_channels * sched.merge(s)[0] * sched.merge(s)[1])
             for s in (coarse if single else ()))
         self.stage_upsamples = nn.ModuleList(
-            registry.create("upsample", cfg.upsample, hidden_size=D,
-                            factor=sched.shapes[s][0] // cfg.patch_sizes[1])
+            build_upsample(cfg, sched.shapes[s][0] // cfg.patch_sizes[1])
             for s in (() if single else coarse))
         self.level_embed = nn.Embedding(sched.num_stages, D)
         self.init_weights()

@@ -42,7 +42,7 @@ def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
     params = sum(p.numel() for p in model.parameters())
     with flops.tally() as by_kind:
         true = model.flops()
-    paper = paper_convention_flops(cfg, by_kind["linear"])
+    paper = paper_convention_flops(cfg, by_kind["linear"], by_kind["conv_transpose_output_extra"])
     return {"params": params, "gflops": true / 1e9, "gflops_paper_convention": paper / 1e9}
 
 
