@@ -32,7 +32,6 @@ def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | No
     }
     if cfg.time_patch_sizes:
         out["paper_relative_flops_pct"] = paper.relative_flops_pct if paper else None
-        out["paper_relative_flops_pct_dit_convention"] = paper.relative_flops_pct_dit_convention if paper else None
         out["paper_fid50k"] = paper.fid50k if paper else None
     return out
 

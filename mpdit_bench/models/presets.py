@@ -1,6 +1,7 @@
 """Named model configurations (timm-style) and the figures the papers published for them.
 
-Published numbers live here and nowhere else. ``paper`` figures are for 256 px (latent 32x32x4).
+Published numbers live in ``mpdit_bench/paper/*.yaml``; a preset names the table rows its figures come from.
+``paper`` figures are for 256 px (latent 32x32x4).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mpdit_bench import paper as published
 from mpdit_bench.config import ConfigError, ModelConfig
 
 
@@ -19,11 +21,27 @@ class PaperFigures:
     params_m: float | None
     gflops: float | None
     source: str
-    # PPFlow: test FLOPs per trajectory relative to the isotropic model, as printed, and as DiT's counting
-    # convention (fvcore, attention counted) gives it for the same schedule.
+    # PPFlow: test FLOPs per trajectory relative to the isotropic model, as printed
     relative_flops_pct: float | None = None
-    relative_flops_pct_dit_convention: float | None = None
     fid50k: float | None = None
+
+
+def figures(params_row: str | None, gflops_row: str | None = None) -> PaperFigures:
+    """The preset's published params and GFLOPs, read from the rows ``PAPER/TABLE/ROW`` that print them
+    (``gflops_row`` defaults to ``params_row``)."""
+    gflops_row = gflops_row or params_row
+    p = published.row(params_row) if params_row else None
+    g = published.row(gflops_row)
+    where = [published.table(f"{r.paper}/{r.table}").name + f" ({what})"
+             for r, what in ((p, "params"), (g, "GFLOPs")) if r is not None]
+    source = published.table(f"{g.paper}/{g.table}").name if p is g else ", ".join(where)
+    return PaperFigures(p.values.get("params") if p else None, g.values.get("gflops"), source)
+
+
+def ppflow_figures(row: str) -> PaperFigures:
+    r = published.row(row)
+    return PaperFigures(None, None, f"{published.table(f'{r.paper}/{r.table}').name}, row {r.label}",
+                        relative_flops_pct=r.values["test_flops"], fid50k=r.values["fid"])
 
 
 @dataclass(frozen=True)
@@ -82,12 +100,13 @@ def paper_figures(name: str, cfg: ModelConfig) -> PaperFigures | None:
 
 # ---- DiT / SiT: isotropic, per-block adaLN-Zero, label embedding, learned sigma --------------------------
 _DIT_SIZES = {"S": (384, 12, 6), "B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1152, 28, 16)}
-_TABLE3 = "MPDiT Table 3"
+# DiT and SiT are one network; the XL params are printed only in the 512 px tables (their position tables
+# differ by 0.9 M, below the printed precision of 675).
 _DIT_PAPER = {
-    "DiT-B/2": PaperFigures(130.0, 23.0, _TABLE3),
-    "SiT-B/2": PaperFigures(130.0, 23.02, _TABLE3),
-    "DiT-XL/2": PaperFigures(675.0, 118.66, "MPDiT Table 1"),
-    "SiT-XL/2": PaperFigures(675.0, 118.66, "MPDiT Table 1"),
+    "DiT-B/2": figures("mpdit/3/dit-b-2"),
+    "SiT-B/2": figures("mpdit/3/dit-b-2", "mpdit/1/sit-b-2-e80"),
+    "DiT-XL/2": figures("mpdit/9/dit-xl-2", "mpdit/1/dit-xl-2-e80"),
+    "SiT-XL/2": figures("mpdit/9/sit-xl-2-sde", "mpdit/1/sit-xl-2-e80"),
 }
 
 
@@ -107,9 +126,10 @@ for _family, _what in (("DiT", "original DiT"), ("SiT", "SiT (same network as Di
 
 # ---- Table 3 chain: DiT -> shared AdaIN -> class tokens -> FNO time (= DiT dagger) -> MPDiT ----------------
 _CHAIN_PAPER = {
-    "DiT-B/2+shared": PaperFigures(90.3, 22.9, _TABLE3),
-    "DiT-B/2+shared+tokens": PaperFigures(101.9, 24.3, _TABLE3),
-    "DiT-B/2+shared+tokens+fno": PaperFigures(101.2, 24.3, _TABLE3),
+    "DiT-B/2+shared": figures("mpdit/3/shared-adain"),
+    "DiT-B/2+shared+tokens": figures("mpdit/3/class-tokens"),
+    "DiT-B/2+shared+tokens+fno": figures("mpdit/3/fno-time"),
+    "DiT-XL/2+shared+tokens+fno": figures("mpdit/4/dit-xl-2-dagger"),
 }
 _CHAIN = (
     ("+shared", "shared AdaIN, time and class combined as in DiT",
@@ -128,9 +148,9 @@ for _size in ("B", "XL"):
 
 
 # ---- MPDiT: (4, 2) hierarchy, k = 6 refine blocks --------------------------------------------------------
-_MPDIT = {"B": (768, (6, 6), 12, PaperFigures(104.8, 16.6, _TABLE3)),
+_MPDIT = {"B": (768, (6, 6), 12, figures("mpdit/3/mpdit-b")),
           "L": (1024, (18, 6), 16, None),
-          "XL": (1152, (22, 6), 16, PaperFigures(481.2, 59.3, "MPDiT Table 1"))}
+          "XL": (1152, (22, 6), 16, figures("mpdit/4/mpdit-xl-k6"))}
 for _size, (_dim, _depths, _heads, _paper) in _MPDIT.items():
     register_model(f"MPDiT-{_size}", f"MPDiT, patches (4, 2), depths {_depths}", _paper)(
         lambda d=_dim, ds=_depths, h=_heads: dict(
@@ -143,17 +163,11 @@ for _size, (_dim, _depths, _heads, _paper) in _MPDIT.items():
 # Their t runs 0 noise -> 1 data with "t <= 0.5" coarse; here that is t >= 0.5. Three levels: 4x4 for
 # t >= 0.5, 4x2 (2 rows x 4 columns, written "2x4" here) for 0.25 <= t < 0.5, 2x2 below 0.25.
 PPF_SCHEDULES = {2: (["4x4", "2x2"], [0.5]), 3: (["4x4", "2x4", "2x2"], [0.5, 0.25])}
-_PPF_SOURCE = "PPFlow (ICLR 2026), ImageNet 256"
-_PPF_PAPER = {  # (printed relative FLOPs %, DiT-convention %, FID-50k)
-    "PPF-B-2": (62.0, 62.08, 3.83), "PPF-B-3": (49.1, 49.28, 4.43),
-    "PPF-XL-2": (62.6, 62.24, 1.99), "PPF-XL-3": (49.4, 49.54, 2.23),
-}
 for _size in ("B", "XL"):
     for _levels, (_shapes, _bounds) in PPF_SCHEDULES.items():
         _name = f"PPF-{_size}-{_levels}"
-        _rel, _dit_rel, _fid = _PPF_PAPER[_name]
         register_model(_name, f"PPFlow on SiT-{_size}/2, patches {_shapes} over t, boundaries {_bounds}",
-                       PaperFigures(None, None, _PPF_SOURCE, _rel, _dit_rel, _fid))(
+                       ppflow_figures(f"ppflow/main/{_name.lower()}"))(
             lambda s=_size, sh=_shapes, b=_bounds: {**_dit(s, 2), "time_patch_sizes": sh, "time_boundaries": b})
 
 
