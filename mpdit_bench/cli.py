@@ -128,6 +128,40 @@ def components() -> None:
     for kind in registry.kinds():
         console.print(f"[bold]{kind}[/]: " + ", ".join(registry.names(kind)))
 
+@app.command()
+def tables(table: Optional[str] = typer.Option(None, "--table", help="One table id, e.g. 4 (MPDiT) or main (PPFlow)"),
+           paper: Optional[str] = typer.Option(None, "--paper", help="mpdit or ppflow (default: both)"),
+           results: str = typer.Option("results", help="Results folder: runs whose record names a table row"),
+           scale: str = typer.Option("paper", help="Which runs fill the metric columns: paper or cpu"),
+           as_json: bool = typer.Option(False, "--json", help="A JSON list of tables instead of markdown"),
+           out: Optional[str] = typer.Option(None, "--out", help="Write one markdown file per table into DIR")) -> None:
+    """Every table of both papers in their own layout: the printed figures beside ours (counts computed for
+    every architecture row, metrics from finished runs)."""
+    from pathlib import Path
+
+    from mpdit_bench.reports.paper_render import table_markdown
+    from mpdit_bench.reports.paper_tables import build_tables, load_run_records
+
+    if paper is not None and paper not in ("mpdit", "ppflow"):
+        fail(f"--paper {paper!r} is invalid; allowed: mpdit, ppflow")
+    if scale not in ("paper", "cpu"):
+        fail(f"--scale {scale!r} is invalid; allowed: paper, cpu")
+    try:
+        built = build_tables(paper, table, load_run_records(results), scale)
+    except ConfigError as err:
+        fail(str(err))
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for t in built:
+            path = Path(out) / f"{t['paper']}_table_{t['id']}.md"
+            path.write_text(table_markdown(t, heading="#"))
+            err_console.print(f"wrote {path}")
+    if as_json:
+        print(json.dumps(built, indent=1))
+    elif not out:
+        print("\n".join(table_markdown(t) for t in built))
+
+
 # ---- sweeps, search and reports (issue 5) ----------------------------------------------------------------
 @app.command()
 def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. experiments/ablation_k.yaml"),

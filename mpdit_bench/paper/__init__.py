@@ -23,6 +23,7 @@ from mpdit_bench.config import ConfigError
 PAPERS = ("mpdit", "ppflow")
 KINDS = ("params", "gflops", "metric", "recipe", "config", "text", "ratio", "fraction", "speedup",
          "relative_flops")
+CONVENTIONS = ("true", "paper", "unknown")
 ROW_KEYS = ("key", "label", "values", "recipe", "model", "own", "compute")
 
 
@@ -48,6 +49,9 @@ class Row:
     model: dict[str, Any] | None  # {preset, overrides, resolution}: the suite's build of this row
     own: bool = False             # the paper's own run (MPDiT's or PPFlow's), not a cited method
     compute: dict[str, Any] = field(default_factory=dict)  # inputs of computed columns (ratio, fraction)
+    # how the printed GFLOPs were counted: "true" (DiT's fvcore count, as cited rows report it), "paper" (the
+    # MPDiT paper's convention, mpdit_bench.counting.measure.paper_convention_flops) or "unknown"
+    gflops_convention: str = "true"
 
     @property
     def ref(self) -> str:
@@ -115,6 +119,8 @@ def _table(paper: str, raw: dict[str, Any], source: str) -> Table:
               "{key, header, kind} with kind one of " + ", ".join(KINDS))
         columns.append(Column(**c))
     keys = {c.key for c in columns}
+    convention = raw.get("own_gflops_convention", "paper")
+    _need(convention in CONVENTIONS, source, f"{where}.own_gflops_convention", convention, ", ".join(CONVENTIONS))
     rows = []
     for r in raw.get("rows", []):
         rwhere = f"{where}.rows[{r.get('key')}]"
@@ -125,8 +131,10 @@ def _table(paper: str, raw: dict[str, Any], source: str) -> Table:
             _need(k in keys, source, f"{rwhere}.values.{k}", values[k], "a column key: " + ", ".join(sorted(keys)))
         recipe = {**raw.get("recipe", {}), **(raw.get("own_recipe", {}) if r.get("own") else {}),
                   **r.get("recipe", {})}
+        own = bool(r.get("own", False))
         rows.append(Row(paper, tid, str(r["key"]), str(r["label"]), values, recipe,
-                        _model(r.get("model"), source, rwhere), bool(r.get("own", False)), dict(r.get("compute", {}))))
+                        _model(r.get("model"), source, rwhere), own, dict(r.get("compute", {})),
+                        convention if own else "true"))
     seen = [r.key for r in rows]
     _need(len(set(seen)) == len(seen), source, f"{where}.rows", seen, "unique row keys")
     return Table(paper, tid, str(raw.get("name") or f"Table {tid}"), str(raw["title"]), raw.get("note"), tuple(columns), tuple(rows))
