@@ -16,7 +16,7 @@ from mpdit_bench.sweeps.records import load_records  # noqa: E402
 from mpdit_bench.sweeps.runner import run_sweep  # noqa: E402
 
 EXPERIMENT = {
-    "name": "rep", "description": "report test", "paper_table": "Table 2",
+    "name": "rep", "description": "report test", "paper_table": "mpdit/4",
     "base": {"model": "MPDiT-B"},
     "scales": {"cpu": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 8, "steps": 8},
                        "sample": {"num": 8},

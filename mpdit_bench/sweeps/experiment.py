@@ -1,7 +1,7 @@
 """Experiment YAML: a base run config, one section per scale, and the axes that vary.
 
     name: ablation_k
-    paper_table: "Table 2"
+    paper_table: mpdit/4                    # the table it rebuilds (mpdit_bench.paper); each run names its row
     base: {model: MPDiT-B, model_overrides: {}}
     scales:
       paper: {resolution: 256, nproc: 8, data: {...}, train: {...}, sample: {...}, eval: {...}}
@@ -12,7 +12,8 @@
     budget: {reference: isotropic}          # optional: equal training compute (see `apply_budget`)
 
 A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
-``cpu`` / ``paper`` apply only at that scale. Every run resolves to a `RunSpec` with a stable id.
+``cpu`` / ``paper`` apply only at that scale; ``paper_row: mpdit/4/mpdit-b-k4`` names the table row the run
+rebuilds. Every run resolves to a `RunSpec` with a stable id.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpdit_bench import paper as published
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
 from mpdit_bench.models import get_preset, model_config
 
@@ -33,7 +35,7 @@ SCALES = ("paper", "cpu")
 TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget")
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm")
 VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
-                 "group")
+                 "group", "paper_row")
 SAMPLERS = ("euler", "heun", "sde")
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
            "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
@@ -76,6 +78,7 @@ class RunSpec:
     paper_table: str | None = None   # the paper table this run's experiment rebuilds (not in the id)
     run_id: str = ""
     group: str | None = None         # budget group: runs matched to one reference run (not in the id)
+    paper_row: str | None = None     # the table row it rebuilds, PAPER/TABLE/ROW (not in the id)
 
     def run_config(self) -> dict[str, Any]:
         """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` is the sweep's own key
@@ -142,6 +145,8 @@ def load_experiment(path: str | Path) -> Experiment:
               f"axes[{i}]", block, "{grid: {key: [values]}} or {variants: [{overrides}, ...]}", source)
     if "budget" in raw:
         _budget_references(raw["budget"], source)
+    if raw.get("paper_table") is not None:
+        _lookup(lambda: published.table(str(raw["paper_table"])), "paper_table", raw["paper_table"], source)
     exp = Experiment(raw["name"], source, raw.get("description", ""), raw.get("paper_table"), raw)
     for scale in scales:
         expand(exp, scale)  # resolves every run: bad overrides fail here, before any compute
@@ -239,11 +244,11 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
         if root == "model_overrides" and not rest:
             _need(isinstance(value, dict), key, value, "a mapping of model config keys", source)
             merged["model_overrides"].update(value)
-        elif root in ("model", "label", "group", "resolution", "nproc"):
+        elif root in ("model", "label", "group", "resolution", "nproc", "paper_row"):
             merged[root] = value
         else:
             _set(merged, key, value)
-        if root not in ("label", "group") and not scale_only:  # scale-only settings are not what the experiment varies
+        if root not in ("label", "group", "paper_row") and not scale_only:  # scale-only settings are not what the experiment varies
             axes[key] = value
 
     model = merged["model"]
@@ -268,8 +273,32 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
                    merged["resolution"] if scale == "paper" else 32 * 8, int(merged["nproc"]), merged["data"], train,
                    merged["sample"], merged["eval"], section.get("slurm", {}), axes, exp.paper_table,
                    group=group)
+    spec.paper_row = _paper_row(merged.get("paper_row"), exp.paper_table, full, scale, source)
     spec.run_id = run_id(spec)
     return spec
+
+
+def _paper_row(ref: Any, paper_table: str | None, full: ModelConfig, scale: str, source: str) -> str | None:
+    """The row a run rebuilds: a row of the experiment's paper table that the suite builds, whose
+    architecture is the run's (at cpu scale the resolution is the CPU geometry's, so it is not compared)."""
+    if ref is None:
+        return None
+    row = _lookup(lambda: published.row(str(ref)), "paper_row", ref, source)
+    if paper_table is not None:
+        table = published.table(paper_table)
+        _need(f"{row.paper}/{row.table}" == paper_table, "paper_row", ref,
+              f"a row of the experiment's paper_table {paper_table}: "
+              + ", ".join(r.ref for r in table.rows if r.model), source)
+    _need(row.model is not None, "paper_row", ref, "a row the suite builds (it has a model); "
+          + row.label + " is another method's, shown as published only", source)
+    want = row.model_config().to_dict()
+    have = full.to_dict()
+    if scale != "paper":
+        want.pop("input_size"), have.pop("input_size")
+    differ = sorted(k for k in want if want[k] != have[k])
+    _need(not differ, "paper_row", ref, f"a row whose architecture is the run's: the run differs in "
+          + ", ".join(f"{k} (run {have[k]!r}, row {want[k]!r})" for k in differ), source)
+    return row.ref
 
 
 # ---- equal training compute (`budget`) -----------------------------------------------------------
@@ -354,6 +383,14 @@ def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_s
             steps = ppflow.equal_compute_steps(ref.train["steps"], f(ref), f(spec))
             spec.train = {**spec.train, "steps": steps}
             spec.run_id = run_id(spec)
+
+
+def _lookup(fn, key: str, value: Any, source: str):
+    """A look-up in the published tables; its error re-worded for this file and key."""
+    try:
+        return fn()
+    except ConfigError as err:
+        raise ConfigError(key, value, err.allowed, source) from None
 
 
 def _checked(fn, key: str, source: str):
