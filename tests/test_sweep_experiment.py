@@ -115,3 +115,40 @@ def test_shipped_experiments_load():
     for name in names - {"ablation_k", "ablation_components"}:
         exp = load_experiment(EXPERIMENTS / f"{name}.yaml")
         assert exp.runs("cpu") and exp.runs("paper")
+
+
+def with_rows(paper_table, variants):
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    data["paper_table"] = paper_table
+    data["axes"] = [{"variants": variants}]
+    return data
+
+
+def test_runs_name_their_paper_row_outside_the_run_id(tmp_path):
+    runs = load_experiment(write(tmp_path, with_rows("mpdit/4", [
+        {"model_overrides": {"refine_depth": 4}, "paper_row": "mpdit/4/mpdit-b-k4"},
+        {"model_overrides": {"refine_depth": 4}}]))).runs("paper")
+    assert len(runs) == 1 and runs[0].paper_row == "mpdit/4/mpdit-b-k4"  # same run: the row is not in the id
+    assert runs[0].label == "MPDiT-B k=4"
+
+
+@pytest.mark.parametrize("table,variant,message", [
+    ("mpdit/4", {"paper_row": "mpdit/4/mpdit-b-k5"}, r"'paper_row' = 'mpdit/4/mpdit-b-k5'.*mpdit-b-k4"),
+    ("mpdit/4", {"paper_row": "mpdit/3/mpdit-b"}, r"'paper_row'.*paper_table mpdit/4: mpdit/4/dit-b-2-dagger"),
+    ("mpdit/4", {"paper_row": "mpdit/4/mpdit-b-k8"}, r"'paper_row'.*depths \(run \[6, 6\], row \[4, 8\]\)"),
+    ("mpdit/8", {"paper_row": "mpdit/8/biggan"}, r"'paper_row'.*a row the suite builds.*BigGAN"),
+    ("Table 4", {}, r"'paper_table' = 'Table 4'.*mpdit/1"),
+])
+def test_paper_rows_and_tables_are_checked_when_loading(tmp_path, table, variant, message):
+    with pytest.raises(ConfigError, match=r"exp.yaml: key " + message):
+        load_experiment(write(tmp_path, with_rows(table, [variant])))
+
+
+def test_every_shipped_paper_table_experiment_names_a_row_for_every_run():
+    for path in EXPERIMENTS.glob("*.yaml"):
+        exp = load_experiment(path) if "paper_table" in yaml.safe_load(path.read_text()) else None
+        if exp is None:
+            continue
+        for scale in ("paper", "cpu"):
+            rows = [r.paper_row for r in exp.runs(scale)]
+            assert rows and all(r and r.startswith(exp.paper_table + "/") for r in rows), path

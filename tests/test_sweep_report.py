@@ -51,9 +51,12 @@ def test_report_from_records(tmp_path):
     assert {p.name for p in written} >= {"rep_cpu.md", "rep_cpu_pareto.png", "rep_cpu_compute.png", "index.md"}
     for png in ("rep_cpu_pareto.png", "rep_cpu_compute.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    paper_part, runs_part = md.split("## Runs")
+    assert "## MPDiT Table 4: refine depth k" in paper_part  # the report leads with its paper table
+    assert "| MPDiT-B k = 4 | 104.8 | 104.80 (+0.00) | 13.9¹ |" in paper_part
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in md.splitlines() if line.startswith("| ") and not line.startswith("| run")}
-    header = [c.strip() for c in next(l for l in md.splitlines() if l.startswith("| run")).split("|")[2:-1]]
+            for line in runs_part.splitlines() if line.startswith("| ") and not line.startswith("| run")}
+    header = [c.strip() for c in next(l for l in runs_part.splitlines() if l.startswith("| run")).split("|")[2:-1]]
     col = {name: i for i, name in enumerate(header)}
     k6, k8 = rows["MPDiT-B k=6"], rows["MPDiT-B k=8"]
     assert k6[col["params M (paper)"]] == "104.8" and k6[col["GFLOPs (paper)"]] == "16.60"  # from presets

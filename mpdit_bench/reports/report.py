@@ -12,6 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mpdit_bench import paper as published
+from mpdit_bench.reports.paper_render import table_markdown
+from mpdit_bench.reports.paper_tables import build_table
 from mpdit_bench.reports.plots import compute_plot, pareto_plot
 from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, markdown_table, table_row
 from mpdit_bench.sweeps.experiment import RunSpec, load_experiment, primary_metric
@@ -38,8 +41,7 @@ def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str 
         names = {experiment} if experiment in names or _experiment_file(experiment, experiments_dir) else set()
     written: list[Path] = []
     index = ["# mpdit-bench reports\n", f"Tables rebuilt beside the paper. `{MISSING}` = not computed; "
-             f"`{NOT_IN_FACTS}` = the paper's value is not among the figures bundled in "
-             "`mpdit_bench/models/presets.py`.\n"]
+             f"`{NOT_IN_FACTS}` = the paper prints no such figure for that run (`mpdit_bench/paper/`).\n"]
     for name in sorted(names):
         path = _experiment_file(name, experiments_dir)
         exp = load_experiment(path) if path else None
@@ -50,7 +52,7 @@ def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str 
             md = _one_report(name, scale, exp, [r for r in mine if r["scale"] == scale], out_dir)
             written += md
             index.append(f"- [{name} ({scale})]({md[0].name})"
-                         + (f", paper {exp.paper_table}" if exp and exp.paper_table else ""))
+                         + (f", {published.table(exp.paper_table).name}" if exp and exp.paper_table else ""))
     if written and not experiment:  # the index lists every report
         (out_dir / "index.md").write_text("\n".join(index) + "\n")
         written.append(out_dir / "index.md")
@@ -67,12 +69,16 @@ def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_d
     rows = [table_row(s, by_id.get(s.run_id), metrics, primary) for s in specs]
     stem = f"{name}_{scale}"
     md = [f"# {name} at scale {scale}\n"]
+    table = published.table(exp.paper_table) if exp and exp.paper_table else None
     if exp:
-        md.append(f"{exp.description}. Rebuilds MPDiT {exp.paper_table or '(no paper table)'}; "
+        md.append(f"{exp.description}. Rebuilds {table.name if table else '(no paper table)'}; "
                   f"experiment file `{exp.path}`.\n")
-    md.append(f"{len(records)} of {len(specs)} runs finished. Paper columns hold only the figures bundled in "
-              f"`mpdit_bench/models/presets.py` (published for the unmodified 256 px presets); `{NOT_IN_FACTS}` "
-              f"marks a value the bundled facts do not contain, `{MISSING}` a value we did not compute. "
+    if table:  # the paper's table first, in its own layout, filled from this experiment's runs
+        md.append(table_markdown(build_table(table, records, scale), heading="##"))
+        md.append("## Runs\n")
+    md.append(f"{len(records)} of {len(specs)} runs finished. Paper columns hold the figures the paper prints "
+              f"for the row a run names (`paper row`), else for an unmodified preset; `{NOT_IN_FACTS}` "
+              f"marks a figure the paper does not print for that run, `{MISSING}` a value we did not compute. "
               "\"ours\" params/GFLOPs count the full-size architecture at the experiment's resolution "
               "(analytic count on the meta device; true = attention counted over the real tokens, paper "
               "convention = attention charged as 256 fine tokens in every block)."

@@ -1,8 +1,9 @@
-"""Rows of a paper table: published figures (from presets only) beside our counts and metrics.
+"""Rows of an experiment's run table: published figures beside our counts and metrics.
 
-The published figures come from `mpdit_bench.models.presets` and nowhere else. The bundled facts carry
-parameters and GFLOPs but no FID, so a paper metric cell reads "n/a (not in the bundled facts)". A metric
-we did not compute (not run yet, or reported null by the evaluator) reads "—", never 0.
+The published figures come from the table row the run names (``paper_row``, `mpdit_bench.paper`), else from
+the preset's figures for an unmodified preset; a figure the paper does not print for the run reads
+"n/a (not in the paper)". A metric we did not compute (not run yet, or reported null by the evaluator)
+reads "—", never 0.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from mpdit_bench import paper as published
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.models import paper_figures
 from mpdit_bench.sweeps.costs import analytic_counts
 from mpdit_bench.sweeps.experiment import RunSpec
 
-NOT_IN_FACTS = "n/a (not in the bundled facts)"
+NOT_IN_FACTS = "n/a (not in the paper)"
 MISSING = "—"
 
 
@@ -30,17 +32,18 @@ def fmt(value: Any, digits: int = 2) -> str:
 def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], primary: str) -> dict[str, str]:
     """One row: published figures, our count of the same (full-size) architecture, the trained run."""
     full = ModelConfig.from_dict(spec.full_config)
-    paper = paper_figures(spec.model, full)
+    printed = _printed(spec, full, primary)
     ours = analytic_counts(full)
     row = {
         "run": spec.label,
-        "params M (paper)": fmt(paper.params_m, 1) if paper and paper.params_m is not None else NOT_IN_FACTS,
+        "paper row": spec.paper_row or MISSING,
+        "params M (paper)": fmt(printed["params"], 1) if printed["params"] is not None else NOT_IN_FACTS,
         "params M (ours)": fmt(ours["params"] / 1e6, 1),
-        "GFLOPs (paper)": fmt(paper.gflops, 2) if paper and paper.gflops is not None else NOT_IN_FACTS,
+        "GFLOPs (paper)": fmt(printed["gflops"], 2) if printed["gflops"] is not None else NOT_IN_FACTS,
         "GFLOPs true (ours)": fmt(ours["gflops"], 2),
         "GFLOPs paper conv. (ours)": fmt(ours["gflops_paper_convention"], 2),
+        f"{primary} (paper)": fmt(printed["metric"]) if printed["metric"] is not None else NOT_IN_FACTS,
     }
-    row[f"{primary} (paper)"] = NOT_IN_FACTS  # MPDiT.md carries no FID / metric values
     if spec.scale == "cpu":  # the model actually trained is the scaled-down one
         rec = record or {}
         row["trained params M"] = fmt(rec["params"] / 1e6, 3) if rec.get("params") else MISSING
@@ -54,6 +57,22 @@ def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], 
     row["train min"] = fmt(seconds / 60 if seconds is not None else None, 1)
     row["status"] = "finished" if record else "not run"
     return row
+
+
+def _printed(spec: RunSpec, full: ModelConfig, primary: str) -> dict[str, Any]:
+    """Params, GFLOPs and the primary metric as the paper prints them for this run (None: not printed)."""
+    if spec.paper_row:
+        row = published.row(spec.paper_row)
+        table = published.table(f"{row.paper}/{row.table}")
+        guided = any(float(w) != 1.0 for w in (spec.sample.get("cfg_scale", 1.0)
+                                               if isinstance(spec.sample.get("cfg_scale"), list)
+                                               else [spec.sample.get("cfg_scale", 1.0)]))
+        by_kind = {c.kind: row.values.get(c.key) for c in table.columns if c.kind in ("params", "gflops")}
+        metric = next((row.values.get(c.key) for c in table.columns if c.kind == "metric" and c.metric == primary
+                       and c.guided in (None, guided)), None)
+        return {"params": by_kind.get("params"), "gflops": by_kind.get("gflops"), "metric": metric}
+    paper = paper_figures(spec.model, full)
+    return {"params": paper.params_m if paper else None, "gflops": paper.gflops if paper else None, "metric": None}
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
