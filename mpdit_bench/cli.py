@@ -51,16 +51,42 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
         for row in rows:
             print(json.dumps(row))
         return
-    table = Table(title=f"mpdit-bench presets at {resolution} px (GFLOPs: true count, batch 1)")
-    for col in ("model", "patches", "depths", "D", "m", "params M", "GFLOPs", "paper params M", "paper GFLOPs"):
-        table.add_column(col, justify="left" if col in ("model", "patches", "depths") else "right")
+    console.print(_models_table(rows, resolution))
+    console.print(_MODELS_NOTES, style="dim")
+
+
+_MARKS = {"paper": "¹", "true": "²", "unknown": "³"}
+_MODELS_NOTES = ("p x N: patch size x blocks per level, coarse first. GFLOPs: true count (fvcore convention, "
+                 "batch 1); ᵃ PPFlow rows: per network evaluation averaged "
+                 "over a sampling trajectory (`mpdit-bench flops --model NAME` shows every stage). Paper figures as "
+                 "printed: ¹ the MPDiT paper's convention (attention charged at the fine grid in every block), "
+                 "² DiT's true count, ʳ PPFlow's test FLOPs relative to the isotropic model (ours in brackets). "
+                 "`mpdit-bench tables` shows every published row beside ours.")
+
+
+def _models_table(rows: list, resolution: int) -> Table:
+    """Fits 80 columns: the name is never cut (no wrap, as wide as the longest); the other columns wrap."""
+    from rich import box
+
+    table = Table(title=f"presets at {resolution} px", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("model", no_wrap=True, min_width=max(len(r["model"]) for r in rows))
+    table.add_column("p x N", overflow="fold")  # per level, coarse first: patch size x blocks
+    for col in ("D", "m", "params M", "GFLOPs", "paper params M", "paper GFLOPs"):
+        table.add_column(col, justify="right", overflow="fold")
     for r in rows:
-        table.add_row(r["model"], ",".join(map(str, r["patch_sizes"])), ",".join(map(str, r["depths"])),
-                      str(r["hidden_size"]), str(r["class_tokens"]), _fmt(r["params"] / 1e6, 1),
-                      _fmt(r["gflops_analytic"]), _published(r["paper_params"]), _published(r["paper_gflops"]))
-    console.print(table)
-    console.print("paper GFLOPs are as printed; MPDiT's own rows use the paper convention "
-                  "(`mpdit-bench flops --model NAME` shows both counts)", style="dim")
+        levels = " ".join(f"{p}x{d}" for p, d in zip(r["patch_sizes"], r["depths"]))
+        if r["time_patch_sizes"]:
+            gflops = _fmt(r["gflops_expected_analytic"]) + "ᵃ"
+            relative = 100 * r["gflops_expected_analytic"] / r["gflops_analytic"]
+            paper = (f"{r['paper_relative_flops_pct']:.1f}%ʳ ({relative:.1f}%)"
+                     if r["paper_relative_flops_pct"] is not None else "-")
+        else:
+            gflops = _fmt(r["gflops_analytic"])
+            paper = _published(r["paper_gflops"]) + (_MARKS[r["paper_gflops_convention"]]
+                                                     if r["paper_gflops"] is not None else "")
+        table.add_row(r["model"], levels, str(r["hidden_size"]), str(r["class_tokens"]), _fmt(r["params"] / 1e6, 1),
+                      gflops, _published(r["paper_params"]), paper)
+    return table
 
 
 @app.command()

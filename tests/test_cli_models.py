@@ -49,3 +49,25 @@ def test_components_lists_every_kind():
     assert result.exit_code == 0
     for word in ("upsample", "conv_transpose", "time_embedder", "fno", "modulation", "shared"):
         assert word in result.stdout
+
+
+def test_models_table_fits_80_columns_without_cutting_a_name():
+    from rich.console import Console
+
+    from mpdit_bench.cli import _models_table
+    from mpdit_bench.counting.summary import preset_rows
+
+    rows = preset_rows()
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    console.print(_models_table(rows, 256))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    first_cells = [line.split()[0] for line in lines if line.strip()]
+    for r in rows:
+        assert r["model"] in first_cells  # whole, on one line
+    ppf = next(line for line in lines if line.split() and line.split()[0] == "PPF-B-3")
+    by_name = {r["model"]: r for r in rows}
+    assert f"{by_name['PPF-B-3']['gflops_expected_analytic']:.2f}ᵃ" in ppf  # the trajectory average
+    assert f"{by_name['PPF-B-3']['gflops_analytic']:.2f}" not in ppf        # not the fine stage's 23.02
+    mpdit = next(line for line in lines if line.split() and line.split()[0] == "MPDiT-B")
+    assert "16.6¹" in mpdit and "23.02²" in next(line for line in lines if line.startswith(" SiT-B/2 "))

@@ -54,5 +54,7 @@ def preset_rows(pattern: str = "*", resolution: int = 256) -> list[dict[str, Any
             "time_patch_sizes": list(cfg.time_patch_sizes),
             "paper_params": paper.params_m if paper else None,
             "paper_gflops": paper.gflops if paper else None,
+            "paper_gflops_convention": paper.gflops_convention if paper else None,
+            "paper_relative_flops_pct": paper.relative_flops_pct if paper else None,
         })
     return rows

@@ -24,6 +24,7 @@ class PaperFigures:
     # PPFlow: test FLOPs per trajectory relative to the isotropic model, as printed
     relative_flops_pct: float | None = None
     fid50k: float | None = None
+    gflops_convention: str | None = None  # how the printed GFLOPs were counted (mpdit_bench.paper.CONVENTIONS)
 
 
 def figures(params_row: str | None, gflops_row: str | None = None) -> PaperFigures:
@@ -35,7 +36,8 @@ def figures(params_row: str | None, gflops_row: str | None = None) -> PaperFigur
     where = [published.table(f"{r.paper}/{r.table}").name + f" ({what})"
              for r, what in ((p, "params"), (g, "GFLOPs")) if r is not None]
     source = published.table(f"{g.paper}/{g.table}").name if p is g else ", ".join(where)
-    return PaperFigures(p.values.get("params") if p else None, g.values.get("gflops"), source)
+    return PaperFigures(p.values.get("params") if p else None, g.values.get("gflops"), source,
+                        gflops_convention=g.gflops_convention)
 
 
 def ppflow_figures(row: str) -> PaperFigures:
