@@ -56,6 +56,8 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
 
 
 _MARKS = {"paper": "¹", "true": "²", "unknown": "³"}
+_MARK_WORDS = {"paper": "¹ counted in the MPDiT paper's convention", "true": "² DiT's true count",
+               "unknown": "³ a convention no known counter reproduces"}
 _MODELS_NOTES = ("p x N: patch size x blocks per level, coarse first. GFLOPs: true count (fvcore convention, "
                  "batch 1); ᵃ PPFlow rows: per network evaluation averaged "
                  "over a sampling trajectory (`mpdit-bench flops --model NAME` shows every stage). Paper figures as "
@@ -113,15 +115,25 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
     table.add_row("trainable params (M)", _fmt(result["params_trainable"] / 1e6, 2), "")
     table.add_row("GFLOPs, true (fvcore, attention counted)", _fmt(result["gflops"], 3), "")
     table.add_row("GFLOPs, analytic", _fmt(result["gflops_analytic"], 3), "")
-    table.add_row("GFLOPs, paper convention", _fmt(result["gflops_paper_convention"], 3), _published(result["paper_gflops"]))
+    table.add_row("GFLOPs, paper convention", _fmt(result["gflops_paper_convention"], 3),
+                  _published(result["paper_gflops"]) + (_MARKS.get(result["paper_gflops_convention"], "")
+                                                        if result["paper_gflops"] is not None else ""))
+    if result["gflops_conv_transpose_output_extra"]:
+        table.add_row("  of which ConvTranspose2d per output position",
+                      "+" + _fmt(result["gflops_conv_transpose_output_extra"], 3), "")
     table.add_row("GMACs, ptflops cross-check", _fmt(result["gmacs_ptflops"], 3), "")
     console.print(table)
     if "stages" in result:
         _print_schedule_counts(result)
+    if result["paper_source"]:
+        console.print(f"paper figures: {result['paper_source']}; " + _MARK_WORDS.get(result["paper_gflops_convention"], ""))
+    if result["gflops_conv_transpose_output_extra"]:
+        console.print("the true count charges ConvTranspose2d per input position (as a Linear expansion); the paper "
+                      "convention charges it per output position (Cin x Cout x f^2 per fine token)")
     cfg = result["config"]
     console.print(f"patches {cfg['patch_sizes']} depths {cfg['depths']} D={cfg['hidden_size']} "
                   f"heads={cfg['num_heads']} m={cfg['class_tokens']} time={cfg['time_embedder']}x"
-                  f"{cfg['time_embedder_layers']} modulation={cfg['modulation']} upsample={cfg['upsample']} "
+                  f"{cfg['time_embedder_layers']} modulation={cfg['modulation']} upsample={cfg['upsample']}+{cfg['upsample_refine']} "
                   f"config hash {result['config_hash']}")
 
 

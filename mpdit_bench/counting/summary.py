@@ -6,8 +6,21 @@ from typing import Any
 
 import torch
 
+from mpdit_bench import paper as published
 from mpdit_bench.counting.measure import build_for_counting, count, count_schedule
 from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
+from mpdit_bench.models.presets import PaperFigures
+
+
+def _row_figures(cfg) -> PaperFigures | None:
+    """Figures of a published row with exactly this architecture (e.g. a Table 7 design set by overrides)."""
+    for row in published.rows_for(cfg):
+        table = published.table(f"{row.paper}/{row.table}")
+        kinds = {c.kind: row.values.get(c.key) for c in table.columns}
+        if kinds.get("params") is not None or kinds.get("gflops") is not None:
+            return PaperFigures(kinds.get("params"), kinds.get("gflops"), f"{table.name}, row {row.label}",
+                                gflops_convention=row.gflops_convention)
+    return None
 
 
 def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | None = None,
@@ -20,13 +33,14 @@ def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | No
     cfg = model_config(name, resolution, **(overrides or {}))
     model = build_for_counting(cfg)
     result = count_schedule(model, cross_check) if cfg.time_patch_sizes else count(model, cross_check=cross_check)
-    paper = paper_figures(name, cfg)
+    paper = paper_figures(name, cfg) or _row_figures(cfg)
     out = {
         "model": get_preset(name).name,
         **result,
         "paper_params": paper.params_m if paper else None,
         "paper_gflops": paper.gflops if paper else None,
         "paper_source": paper.source if paper else None,
+        "paper_gflops_convention": paper.gflops_convention if paper else None,
         "config": cfg.to_dict(),
         "config_hash": cfg.config_hash(),
     }

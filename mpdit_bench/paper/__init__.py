@@ -168,3 +168,8 @@ def row(ref: str) -> Row:
     _need(head.count("/") == 1, "mpdit_bench/paper", "paper_row", ref,
           "PAPER/TABLE/ROW, e.g. mpdit/4/mpdit-b-k4")
     return table(head).row(key)
+
+
+def rows_for(cfg) -> list[Row]:
+    """The rows whose architecture is exactly ``cfg`` (a ModelConfig), in the papers' order."""
+    return [r for t in tables() for r in t.rows if r.model is not None and r.model_config() == cfg]
