@@ -20,7 +20,7 @@ SPACE = {
     "name": "tiny_search", "scale": "cpu", "base": {"model": "MPDiT-B"}, "head_dim": 32,
     "settings": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 4, "steps": 4},
                  "sample": {"num": 4}, "eval": {"ref": "fashion-mnist:test", "metrics": ["fd_fmnist_proxy"]}},
-    "space": {"upsample": ["linear", "conv"], "hidden_size": [64, 128], "depth": {"low": 4, "high": 6},
+    "space": {"upsample": ["linear", "conv_transpose"], "hidden_size": [64, 128], "depth": {"low": 4, "high": 6},
               "refine_depth": {"low": 1, "high": 3}, "hierarchy": [[4, 2]], "class_tokens": [1]},
     "objectives": [{"name": "fd_fmnist_proxy"}, {"name": "gflops"}],
     "sampler": {"name": "nsga2", "population_size": 4, "seed": 0},
@@ -111,7 +111,7 @@ def test_a_worker_joining_a_study_does_not_repeat_its_trials(tmp_path):
 def test_space_errors_name_file_and_key(tmp_path):
     bad = dict(SPACE, space={**SPACE["space"], "width": [64]})
     path = _write(tmp_path / "bad.yaml", bad)
-    with pytest.raises(ConfigError, match=r"bad.yaml.*'space.width'.*upsample, time_embedder"):
+    with pytest.raises(ConfigError, match=r"bad.yaml.*'space.width'.*upsample, upsample_refine, time_embedder"):
         load_space(path)
     bad = dict(SPACE, objectives=[{"name": "fid"}, {"name": "gflops"}])
     with pytest.raises(ConfigError, match=r"'objectives\[0\].name'.*fd_fmnist_proxy, gflops"):

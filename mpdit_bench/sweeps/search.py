@@ -38,7 +38,7 @@ from mpdit_bench.config import ConfigError, load_yaml
 from mpdit_bench.models import get_preset
 from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, _need, run_id
 
-SPACE_KEYS = ("upsample", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
+SPACE_KEYS = ("upsample", "upsample_refine", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
               "hierarchy", "hidden_size", "depth")
 COUNT_OBJECTIVES = ("gflops", "gflops_paper_convention", "params")
 TOP_KEYS = ("name", "description", "scale", "base", "settings", "space", "head_dim", "objectives", "budget",
@@ -128,8 +128,9 @@ def suggest(trial, space: dict[str, Any]) -> dict[str, Any]:
 def overrides_from_params(params: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     """Model overrides for one trial. Depth N and refine depth k: the finest level gets k blocks, the
     coarser levels share the other N - k evenly (the coarsest takes the remainder)."""
-    over: dict[str, Any] = {k: params[k] for k in ("upsample", "time_embedder", "time_embedder_layers",
-                                                    "class_tokens", "hidden_size") if k in params}
+    over: dict[str, Any] = {k: params[k] for k in ("upsample", "upsample_refine", "time_embedder",
+                                                    "time_embedder_layers", "class_tokens", "hidden_size")
+                            if k in params}
     if "hidden_size" in params:
         over["num_heads"] = max(1, params["hidden_size"] // space.head_dim)
     preset = get_preset(space.model).config
