@@ -4,7 +4,8 @@ The suite counts FLOPs the way fvcore does (and DiT reported them): one multiply
 Linear and Conv layers and the attention matmuls are counted; LayerNorm counts 4 FLOPs per element
 without affine parameters (5 with); element-wise ops, softmax, embedding look-ups and FFTs count 0.
 Each component implements ``flops(...)`` for batch 1 with these helpers. Under ``tally()`` the helpers also
-sum what they return by kind ("linear": Linear and Conv layers, "norm", "attention"), which is the
+sum what they return by kind ("linear": Linear and Conv layers, "norm", "attention", and
+"conv_transpose_output_extra": what charging a transposed conv per output position adds), which is the
 breakdown the MPDiT paper's convention needs; FLOPs counted without a helper are the rest. So call a helper
 once per layer it counts (never ``2 * linear(...)``); tests/test_counting.py checks the kinds against fvcore.
 """
