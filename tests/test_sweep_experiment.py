@@ -152,3 +152,15 @@ def test_every_shipped_paper_table_experiment_names_a_row_for_every_run():
         for scale in ("paper", "cpu"):
             rows = [r.paper_row for r in exp.runs(scale)]
             assert rows and all(r and r.startswith(exp.paper_table + "/") for r in rows), path
+
+
+def test_run_ids_ignore_the_upsample_refine_keys_at_their_default(tmp_path):
+    def run(overrides):
+        data = yaml.safe_load(yaml.safe_dump(BASE))
+        data["axes"] = [{"variants": [{"model_overrides": overrides}]}]
+        return load_experiment(write(tmp_path, data)).runs("cpu")[0]
+
+    plain = run({"refine_depth": 6})
+    assert run({"upsample_refine": "linear", "upsample_refine_ratio": 4}).run_id == plain.run_id
+    assert run({"upsample_refine": "mlp"}).run_id != plain.run_id
+    assert run({"upsample_refine": "mlp", "upsample_refine_ratio": 2}).run_id != run({"upsample_refine": "mlp"}).run_id

@@ -95,10 +95,18 @@ class RunSpec:
         return cls(**d)
 
 
+# Model config keys added after runs were first recorded: left out of the id at their default, so that
+# finished runs keep their ids (and are not repeated) when the config grows.
+_LATER_KEYS = ("upsample_refine", "upsample_refine_ratio")
+
+
 def run_id(spec: RunSpec) -> str:
     """Stable id: hash of everything that changes what the run computes, and the scale."""
     keyed = {k: getattr(spec, k) for k in ("scale", "model", "model_config", "resolution", "nproc", "data",
                                            "train", "sample", "eval")}
+    defaults = ModelConfig()
+    keyed["model_config"] = {k: v for k, v in spec.model_config.items()
+                             if not (k in _LATER_KEYS and v == getattr(defaults, k))}
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
