@@ -35,9 +35,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mpdit_bench.engine import checkpoint, distributed, flow
-from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.counting.measure import param_counts
+from mpdit_bench.counting import param_count
 from mpdit_bench.models import build_model
 from mpdit_bench.engine.run_config import load_run_config, resolve_model_config, validate_run_config
 
@@ -463,7 +463,7 @@ class Trainer:
                    "train_seconds": round(pos.train_seconds, 3), "final_loss": last_loss,
                    "last_val_loss": self.last_val, "world_size": self.info.world_size,
                    "device": str(self.info.device), "epoch": pos.epoch, "model": self.run_cfg["model"],
-                   "model_config": self.mcfg.to_dict(), "params": param_counts(self.model)[0],
+                   "model_config": self.mcfg.to_dict(), "params": param_count(self.model),
                    "stopped_by_time_limit": pos.step < tc["steps"]}
         if self.info.is_main:
             checkpoint.write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
