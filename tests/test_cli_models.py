@@ -55,7 +55,7 @@ def test_models_table_fits_80_columns_without_cutting_a_name():
     from rich.console import Console
 
     from mpdit_bench.cli import _models_table
-    from mpdit_bench.counting.summary import preset_rows
+    from mpdit_bench.counting import preset_rows
 
     rows = preset_rows()
     console = Console(width=80, record=True, file=open("/dev/null", "w"))

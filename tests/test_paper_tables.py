@@ -10,7 +10,7 @@ from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import get_preset
 from mpdit_bench.reports.paper_tables import build_tables
-from mpdit_bench.sweeps.costs import analytic_counts
+from mpdit_bench.counting import analytic_counts
 
 runner = CliRunner()
 ARCH_ROWS = [r for t in ("3", "4", "5", "6", "7") for r in published.table(f"mpdit/{t}").rows]

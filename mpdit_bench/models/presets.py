@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from mpdit_bench import paper as published
 from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.ppflow.schedule import default_schedule
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ for _size, (_dim, _depths, _heads, _paper) in _MPDIT.items():
 # ---- PPFlow: SiT backbone with a patch schedule over time (suite t: 0 data, 1 noise) ---------------------
 # Their t runs 0 noise -> 1 data with "t <= 0.5" coarse; here that is t >= 0.5. Three levels: 4x4 for
 # t >= 0.5, 4x2 (2 rows x 4 columns, written "2x4" here) for 0.25 <= t < 0.5, 2x2 below 0.25.
-PPF_SCHEDULES = {2: (["4x4", "2x2"], [0.5]), 3: (["4x4", "2x4", "2x2"], [0.5, 0.25])}
+PPF_SCHEDULES = {stages: default_schedule(stages, 2) for stages in (2, 3)}
 for _size in ("B", "XL"):
     for _levels, (_shapes, _bounds) in PPF_SCHEDULES.items():
         _name = f"PPF-{_size}-{_levels}"

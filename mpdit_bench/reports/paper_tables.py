@@ -41,15 +41,14 @@ class _Counts:
 def _count(cfg) -> dict[str, float]:
     import torch
 
+    from mpdit_bench.counting import analytic_counts, trajectory_flops
     from mpdit_bench.models import build_model
-    from mpdit_bench.sweeps.costs import analytic_counts
 
     out = analytic_counts(cfg)
     if cfg.time_patch_sizes:  # PPFlow: trajectory average against the model without the schedule
         with torch.device("meta"):
             model = build_model(cfg)
-        out["relative_flops_pct"] = 100.0 * model.expected_flops() / model.flops()
-        out["gflops_expected"] = model.expected_flops() / 1e9
+        out["relative_flops_pct"] = 100.0 * trajectory_flops(model) / model.flops()
     return out
 
 
