@@ -41,7 +41,7 @@ def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MP
            resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
            as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table")) -> None:
     """List model presets with parameters and GFLOPs (analytic count, equal to fvcore's)."""
-    from mpdit_bench.counting.summary import preset_rows
+    from mpdit_bench.counting import preset_rows
 
     try:
         rows = preset_rows(pattern, resolution)
@@ -70,7 +70,7 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
           cross_check: bool = typer.Option(True, help="Also count with ptflops")) -> None:
     """Parameters and GFLOPs of one configuration: true (fvcore), analytic, paper convention, ptflops."""
-    from mpdit_bench.counting.summary import count_model
+    from mpdit_bench.counting import count_model
 
     try:
         result = count_model(model, resolution, parse_set(overrides or []), cross_check=cross_check)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.sweeps.costs import analytic_counts
+from mpdit_bench.counting import analytic_counts
 
 
 class FakeStages:

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from mpdit_bench import registry
-from mpdit_bench.counting.measure import build_for_counting, count, example_inputs, fvcore_flops, paper_convention_flops
+from mpdit_bench.counting import build_for_counting, count, example_inputs, fvcore_flops, paper_convention_flops
 from mpdit_bench.models import build_model, get_preset, list_models, model_config
 from mpdit_bench.models.blocks import explicit_attention
-from mpdit_bench.counting.summary import count_model, preset_rows
-from mpdit_bench.sweeps.costs import analytic_counts
+from mpdit_bench.counting import count_model, preset_rows
+from mpdit_bench.counting import analytic_counts
 
 
 def meta_params(name: str) -> int:

@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mpdit_bench.engine import checkpoint, flow, sampling, train as train_mod
-from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench import ppflow
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config

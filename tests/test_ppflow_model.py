@@ -1,17 +1,17 @@
-"""PatchScheduleDiT: stage selection, shapes for every stage, position tables, packing, t sampling, CFG."""
+"""A model with a patch schedule over time: stage selection, shapes for every stage, position tables, packing, t sampling, CFG."""
 
 import pytest
 import torch
 
 import mpdit_bench.models  # noqa: F401
 from _random_weights import randomised
-from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
 from mpdit_bench.models.blocks import Attention, TransformerBlock
 from mpdit_bench.models.embeddings import sincos_2d
 from mpdit_bench.models.multipatch import MultiPatchDiT
-from mpdit_bench.ppflow.schedule import PatchScheduleDiT, depth_to_space, space_to_depth
+from mpdit_bench.ppflow.modules import depth_to_space, space_to_depth
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)
@@ -93,7 +93,7 @@ def test_fine_stage_is_the_base_model():
 
 def test_level_embedding_starts_at_zero_and_enters_the_conditioning():
     fresh = build_model(model_config("SiT-S/2", depths=[1], **SMALL, **PPF3))
-    assert isinstance(fresh, PatchScheduleDiT) and torch.count_nonzero(fresh.level_embed.weight) == 0
+    assert isinstance(fresh, MultiPatchDiT) and fresh.schedule is not None and torch.count_nonzero(fresh.level_embed.weight) == 0
     model = ppf()
     x, y = inputs()
     t = torch.full((4,), 0.1)
@@ -166,7 +166,7 @@ def test_packed_samples_cannot_see_each_other(kw, monkeypatch):
     model = ppf()
     assert _perturbation_leak(model, **kw) == 0.0
     # The check can fail: without the block-diagonal mask the perturbation reaches the neighbours.
-    monkeypatch.setattr(ppflow, "segment_mask", lambda ids: torch.ones(ids.shape[0], 1, ids.shape[1], ids.shape[1],
+    monkeypatch.setattr(ppflow.packing, "segment_mask", lambda ids: torch.ones(ids.shape[0], 1, ids.shape[1], ids.shape[1],
                                                                         dtype=torch.bool))
     assert _perturbation_leak(model, **kw) > 1e-4
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
-from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench.counting import training_flops_per_sample
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
-from mpdit_bench.sweeps.experiment import cpu_scaled, load_experiment
+from mpdit_bench.sweeps.experiment import cpu_scaled, equal_compute_steps, load_experiment
 
 SCALES = {
     "cpu": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 8, "steps": 50, "lr": 1e-3},
@@ -40,7 +40,7 @@ def flops(name, scale, proportions=None):
     cfg = model_config(name, 256)
     cfg = cpu_scaled(cfg) if scale == "cpu" else cfg
     with torch.device("meta"):
-        return ppflow.training_flops_per_sample(build_model(cfg), proportions)
+        return training_flops_per_sample(build_model(cfg), proportions)
 
 
 def by_label(path, scale):
@@ -53,10 +53,10 @@ def test_steps_are_equal_compute_within_each_group(tmp_path, scale):
     ref_b, ref_xl = (50, 10) if scale == "cpu" else (400000, 400000)
     assert runs["iso-B"].train["steps"] == ref_b and runs["iso-XL"].train["steps"] == ref_xl  # the budgets
     f_b, f_xl = flops("SiT-B/2", scale), flops("SiT-XL/2", scale)
-    assert runs["mpdit-B"].train["steps"] == ppflow.equal_compute_steps(ref_b, f_b, flops("MPDiT-B", scale))
-    assert runs["ppf3-B"].train["steps"] == ppflow.equal_compute_steps(
+    assert runs["mpdit-B"].train["steps"] == equal_compute_steps(ref_b, f_b, flops("MPDiT-B", scale))
+    assert runs["ppf3-B"].train["steps"] == equal_compute_steps(
         ref_b, f_b, flops("PPF-B-3", scale, [0.5, 0.25, 0.25]))
-    assert runs["mpdit-XL"].train["steps"] == ppflow.equal_compute_steps(ref_xl, f_xl, flops("MPDiT-XL", scale))
+    assert runs["mpdit-XL"].train["steps"] == equal_compute_steps(ref_xl, f_xl, flops("MPDiT-XL", scale))
     for label in ("mpdit-B", "ppf3-B"):  # cheaper per sample than the reference: trains longer
         assert runs[label].train["steps"] > ref_b
     # the training compute (steps x FLOPs/sample) is the reference's within one step's worth
@@ -86,7 +86,7 @@ def test_one_label_reference_without_groups(tmp_path):
     exp["axes"] = [{"variants": [{k: v for k, v in x.items() if k != "group"} for x in VARIANTS[:2]]}]
     exp["budget"] = {"reference": "iso-B"}
     runs = by_label(write(tmp_path, exp), "cpu")
-    assert runs["mpdit-B"].train["steps"] == ppflow.equal_compute_steps(50, flops("SiT-B/2", "cpu"),
+    assert runs["mpdit-B"].train["steps"] == equal_compute_steps(50, flops("SiT-B/2", "cpu"),
                                                                         flops("MPDiT-B", "cpu"))
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from sweep_fakes import FakeStages, read_events  # noqa: E402
 
 from mpdit_bench.config import ConfigError  # noqa: E402
-from mpdit_bench.sweeps.costs import analytic_counts  # noqa: E402
+from mpdit_bench.counting import analytic_counts  # noqa: E402
 from mpdit_bench.sweeps.search import create_study, load_space, median_rule, run_search, suggest, trial_spec  # noqa: E402
 
 ROOT = Path(__file__).parent.parent

@@ -85,6 +85,6 @@ def test_validation_hook_stops_training(specs, tmp_path, monkeypatch):
 
 def cpu_params(spec):
     from mpdit_bench.config import ModelConfig
-    from mpdit_bench.sweeps.costs import analytic_counts
+    from mpdit_bench.counting import analytic_counts
 
     return analytic_counts(ModelConfig.from_dict(spec.model_config))["params"]

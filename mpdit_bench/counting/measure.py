@@ -1,4 +1,4 @@
-"""Parameters and GFLOPs of any configuration, counted four ways.
+"""Parameters and GFLOPs of any configuration: every count the suite reports is computed here.
 
 - ``gflops``: fvcore's FlopCountAnalysis with attention written as explicit matmuls (one multiply-add =
   one FLOP, batch 1), the way DiT reported its numbers. Independent of fused attention at run time.
@@ -7,6 +7,10 @@
   layers plus (blocks x 2 x N^2 x D) with N the finest level's token count, i.e. attention charged as if
   every block attended over the fine grid. Labelled as such, never reported as the true count.
 - ``gmacs_ptflops``: ptflops' aten backend, an independent cross-check.
+
+A model with a patch schedule over time (PPFlow) is counted per stage and averaged over a trajectory
+(``trajectory_flops``); training compute per sample is ``training_flops_per_sample``. ``analytic_counts``
+gives params and both GFLOPs conventions on the meta device in milliseconds (dry runs, search budgets).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import io
 import logging
 import warnings
 from contextlib import redirect_stdout
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from mpdit_bench.config import ModelConfig
+from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.counting import analytic as flops
 from mpdit_bench.models.blocks import explicit_attention
+from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
 from mpdit_bench.models.multipatch import MultiPatchDiT
 
 
@@ -31,10 +37,15 @@ def example_inputs(cfg: ModelConfig, batch: int = 1) -> tuple[torch.Tensor, torc
     return x, torch.full((batch,), 0.5), torch.zeros(batch, dtype=torch.long)
 
 
+def param_count(model: nn.Module) -> int:
+    """All parameters, frozen position tables included (as the papers count)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def param_counts(model: nn.Module) -> tuple[int, int]:
     """(all parameters including frozen position tables, trainable parameters)."""
     params = list(model.parameters())
-    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+    return param_count(model), sum(p.numel() for p in params if p.requires_grad)
 
 
 def fvcore_flops(model: nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
@@ -54,6 +65,40 @@ def paper_convention_flops(cfg: ModelConfig, linear_conv: int) -> int:
     """Linear and Conv multiply-adds (fvcore's "linear" and "conv" operators, transposed conv included, or
     the analytic count's "linear" kind) plus attention charged at the finest level's token count in every block."""
     return linear_conv + cfg.depth * flops.attention_matmuls(cfg.grid(-1) ** 2, cfg.hidden_size)
+
+
+def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
+    """Params, true GFLOPs (== fvcore) and the paper-convention GFLOPs of ``cfg``, batch 1, on the meta
+    device. The paper convention takes the Linear and Conv FLOPs from the components' own counts by kind."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    with flops.tally() as by_kind:
+        true = model.flops()
+    paper = paper_convention_flops(cfg, by_kind["linear"])
+    return {"params": param_count(model), "gflops": true / 1e9, "gflops_paper_convention": paper / 1e9}
+
+
+def trajectory_flops(model: MultiPatchDiT, fractions: Sequence[float] | None = None) -> float:
+    """Analytic FLOPs per network evaluation averaged over a trajectory: sum_s fraction_s x flops(s).
+    ``fractions`` default to the stages' shares of t (uniform steps); a sampler's own grid gives its own
+    (``PatchSchedule.evaluation_fractions``). A model without a schedule: its one forward."""
+    if model.schedule is None:
+        return float(model.flops())
+    fractions = model.schedule.fractions() if fractions is None else fractions
+    return sum(f * model.flops(s) for s, f in enumerate(fractions))
+
+
+def training_flops_per_sample(model: MultiPatchDiT, proportions: Sequence[float] | None = None) -> float:
+    """Analytic training FLOPs for one sample: 3 x forward (backward ~ 2 x forward), the forward averaged
+    over the stages in the training ``proportions`` (default: the stages' shares of t)."""
+    if model.schedule is None:
+        return 3.0 * model.flops()
+    sched = model.schedule
+    proportions = sched.fractions() if proportions is None else tuple(proportions)
+    if len(proportions) != sched.num_stages:
+        raise ConfigError("stage_proportions", list(proportions), f"{sched.num_stages} numbers, one per stage")
+    total = float(sum(proportions))
+    return 3.0 * trajectory_flops(model, [p / total for p in proportions])
 
 
 def ptflops_macs(model: nn.Module, inputs: tuple) -> int | None:
@@ -150,3 +195,53 @@ def count_schedule(model: nn.Module, cross_check: bool = True) -> dict:
         "relative_flops_pct": 100.0 * expected / result["gflops"],
         "relative_flops_pct_analytic": 100.0 * expected_analytic / result["gflops_analytic"],
     }
+
+
+# ---- a named preset with overrides, as plain dicts for the CLI, sweeps and reports -------------------------
+def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | None = None,
+                cross_check: bool = True) -> dict[str, Any]:
+    """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset.
+
+    A model with a patch schedule over time (PPFlow) reports the same keys for its finest stage (one forward
+    pass at low noise), plus ``stages``, ``gflops_expected`` (per network evaluation, averaged over a
+    trajectory), ``relative_flops_pct`` (vs. the same model without the schedule) and the published ratios."""
+    cfg = model_config(name, resolution, **(overrides or {}))
+    model = build_for_counting(cfg)
+    result = count_schedule(model, cross_check) if cfg.time_patch_sizes else count(model, cross_check=cross_check)
+    paper = paper_figures(name, cfg)
+    out = {
+        "model": get_preset(name).name,
+        **result,
+        "paper_params": paper.params_m if paper else None,
+        "paper_gflops": paper.gflops if paper else None,
+        "paper_source": paper.source if paper else None,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.config_hash(),
+    }
+    if cfg.time_patch_sizes:
+        out["paper_relative_flops_pct"] = paper.relative_flops_pct if paper else None
+        out["paper_relative_flops_pct_dit_convention"] = paper.relative_flops_pct_dit_convention if paper else None
+        out["paper_fid50k"] = paper.fid50k if paper else None
+    return out
+
+
+def preset_rows(pattern: str = "*", resolution: int = 256) -> list[dict[str, Any]]:
+    """Params and analytic GFLOPs of every matching preset, built on the meta device (no memory, no init)."""
+    rows = []
+    for name in list_models(pattern):
+        cfg = model_config(name, resolution)
+        with torch.device("meta"):
+            model = build_model(cfg)
+        paper = paper_figures(name, cfg)
+        rows.append({
+            "model": name, **{k: cfg.to_dict()[k] for k in ("patch_sizes", "depths", "hidden_size", "class_tokens",
+                                                           "time_embedder", "modulation")},
+            "params": param_count(model),
+            "gflops_analytic": model.flops() / 1e9,
+            # per network evaluation averaged over a trajectory (differs only with a patch schedule over time)
+            "gflops_expected_analytic": trajectory_flops(model) / 1e9,
+            "time_patch_sizes": list(cfg.time_patch_sizes),
+            "paper_params": paper.params_m if paper else None,
+            "paper_gflops": paper.gflops if paper else None,
+        })
+    return rows

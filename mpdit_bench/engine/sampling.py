@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mpdit_bench.engine import checkpoint, distributed
-from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench import ppflow
 from mpdit_bench.files import save_npz_atomic
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.engine.progress import progress_bar

@@ -26,7 +26,8 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import torch
 import yaml
@@ -34,8 +35,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mpdit_bench.engine import checkpoint, distributed, flow
-from mpdit_bench.ppflow import packing as ppflow
+from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.counting import param_count
 from mpdit_bench.models import build_model
 from mpdit_bench.engine.run_config import load_run_config, resolve_model_config, validate_run_config
 
@@ -170,7 +172,7 @@ class Validator:
         self.indices = list(range(info.rank, n, info.world_size))
 
     @torch.no_grad()
-    def __call__(self, model: torch.nn.Module, null_class: int, precision: str) -> float:
+    def __call__(self, model: torch.nn.Module, precision: str) -> float:
         dev = self.info.device
         total = torch.zeros(2, dtype=torch.float64, device=dev)  # sum of per-sample losses, count
         was_training = model.training
@@ -262,180 +264,239 @@ class _Progress:
 
 
 # ---- the loop -------------------------------------------------------------------------------------------
+@dataclass
+class Position:
+    """Where a run is: what a checkpoint saves and a resume restores."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    train_seconds: float = 0.0
+
+
+class Trainer:
+    """One run: build from a validated run config, then ``fit()`` = resume, step through the batches,
+    validate and checkpoint on schedule. ``step(x, y)`` alone is the engine's training step (benchmarks)."""
+
+    def __init__(self, run_cfg: dict[str, Any], out_dir: str | Path, info: distributed.DistInfo,
+                 on_validation: Callable[[int, float], None] | None = None):
+        self.run_cfg, self.tc, self.info = run_cfg, run_cfg["train"], info
+        self.out, self.on_validation = Path(out_dir), on_validation
+        self.last_path = self.out / "checkpoints" / "last.pt"
+        tc = self.tc
+        if tc["threads"]:
+            torch.set_num_threads(tc["threads"])
+        if info.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = tc["tf32"]
+            torch.backends.cudnn.allow_tf32 = tc["tf32"]
+        if tc["global_batch"] % info.world_size:
+            raise ConfigError("train.global_batch", tc["global_batch"],
+                              f"a multiple of the world size {info.world_size}")
+        self.batch = tc["global_batch"] // info.world_size
+        if info.is_main:
+            warn_frozen_ema(tc)
+        self.train_set, self.val_set = build_datasets(run_cfg["data"], tc["val_size"])
+        self.data_info = data_info(self.train_set, run_cfg["data"])
+        self.mcfg = resolve_model_config(run_cfg, self.data_info)
+        if len(self.train_set) < tc["global_batch"]:
+            raise ConfigError("train.global_batch", tc["global_batch"],
+                              f"at most the training set size {len(self.train_set)}")
+        self._build_model()
+        self.net = self.model  # what the loss calls; ``wrap()`` packs, distributes, compiles it
+        self.position, self.last_saved, self.last_val = Position(), None, None
+        self.times = stage_times(self.mcfg, tc["stage_proportions"])
+        self.shape = (self.data_info["channels"], self.data_info["size"], self.data_info["size"])
+
+    def _build_model(self) -> None:
+        tc, info = self.tc, self.info
+        torch.manual_seed(tc["seed"])  # identical initial weights on every rank
+        self.model = build_model(self.mcfg).to(info.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=tc["lr"],
+                                           betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"])
+        torch.manual_seed(tc["seed"] + 1000 * info.rank + 1)  # per-rank stream for anything else random
+
+    def wrap(self) -> torch.nn.Module:
+        """The module the loss calls: packed, DDP and compiled as asked (the weights stay ``self.model``)."""
+        tc, info = self.tc, self.info
+        if tc["activation_checkpointing"]:
+            enable_activation_checkpointing(self.model)
+        net: torch.nn.Module = PackedForward(self.model) if tc["packing"] else self.model
+        if info.distributed:
+            # a rank's share of a schedule model's batch may lack a stage, leaving that stage's modules unused
+            net = DDP(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+                      find_unused_parameters=bool(self.mcfg.time_patch_sizes))
+        return torch.compile(net) if tc["compile"] else net
+
+    def resume(self) -> None:
+        """Continue from RUN/checkpoints/last.pt when there is one, else start from ``train.init_from``."""
+        tc = self.tc
+        if tc["resume"] and self.last_path.is_file():
+            state = checkpoint.load(self.last_path)  # on CPU: RNG states must stay CPU byte tensors
+            saved_batch = state["run_config"]["train"]["global_batch"]
+            if saved_batch != tc["global_batch"]:  # the data position is counted in batches
+                raise ConfigError("train.global_batch", tc["global_batch"],
+                                  f"{saved_batch}, the value {self.last_path} was trained with (or a new --out)")
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.position = Position(state["step"], state["epoch"], state["batch_in_epoch"],
+                                     state.get("train_seconds", 0.0))
+            self.last_saved = self.position.step
+            if len(state["rng"]) == self.info.world_size:
+                checkpoint.set_rng_state(state["rng"][self.info.rank], self.info.device)
+        elif tc["init_from"]:
+            init_weights_from(tc["init_from"], self.model, self.ema, self.mcfg)
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_text_atomic(self.out / "config.yaml", yaml.safe_dump(self.run_cfg, sort_keys=False))
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's batches on the device, epoch after epoch, from the saved position on."""
+        sampler = DistributedSampler(self.train_set, num_replicas=self.info.world_size, rank=self.info.rank,
+                                     shuffle=True, seed=self.tc["seed"], drop_last=True)
+        pos, dev = self.position, self.info.device
+        while True:
+            loader = DataLoader(self.train_set, num_workers=self.tc["num_workers"], pin_memory=dev.type == "cuda",
+                                batch_sampler=epoch_batches(sampler, pos.epoch, self.batch, pos.batch_in_epoch))
+            for x, y in loader:
+                yield x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimizer step and EMA update on this rank's batch; returns the loss averaged over ranks."""
+        tc, info, pos = self.tc, self.info, self.position
+        draws = flow.draw(self.shape, tc["global_batch"], info.rank, info.world_size, tc["seed"], pos.step,
+                          tc["label_drop"], tc["t_mean"], tc["t_std"], info.device, self.times)
+        with autocast(info.device, tc["precision"]):
+            loss = flow.flow_loss(self.net, x, y, draws, self.mcfg.num_classes)
+        loss_value = float(distributed.all_mean(loss.detach()))
+        if not math.isfinite(loss_value):
+            where = (f"the last good checkpoint {self.last_path} (step {self.last_saved}) is kept"
+                     if self.last_saved is not None else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"loss is {loss_value} at step {pos.step + 1}; training stopped and {where}. "
+                                   f"Lower train.lr or set train.grad_clip, and check the data.")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc["grad_clip"])
+        self.optimizer.step()
+        update_ema(self.ema, self.model, ema_decay_at(pos.step, tc["ema_decay"], tc["ema_warmup"]))
+        pos.step += 1
+        pos.batch_in_epoch += 1
+        return loss_value
+
+    def validate(self, validator: "Validator") -> float:
+        return validator(self.model, self.tc["precision"])
+
+    def checkpoint(self, keep: bool = False) -> None:
+        """last.pt (and step_N.pt when ``keep``), written by global rank 0 with every rank's RNG state."""
+        pos, info = self.position, self.info
+        rngs = distributed.all_gather_objects(checkpoint.rng_state(info.device))
+        if info.is_main:
+            state = {"format": checkpoint.FORMAT, "step": pos.step, "epoch": pos.epoch,
+                     "batch_in_epoch": pos.batch_in_epoch, "train_seconds": pos.train_seconds,
+                     "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "rng": rngs, "run_config": self.run_cfg,
+                     "model_config": self.mcfg.to_dict(), "data_info": self.data_info,
+                     "world_size": info.world_size}
+            checkpoint.save_atomic(state, self.last_path)
+            if keep:
+                checkpoint.save_atomic(state, self.last_path.with_name(f"step_{pos.step:07d}.pt"))
+        distributed.barrier()
+        self.last_saved = pos.step
+
+    def fit(self) -> dict[str, Any]:
+        """Resume, train to ``train.steps`` (or the time limit), return the summary."""
+        self.resume()
+        tc, pos = self.tc, self.position
+        self.net = self.wrap()
+        validator = (Validator(self.val_set, self.batch, tc["seed"], self.info, tc["t_mean"], tc["t_std"])
+                     if tc["val_every"] else None)
+        metrics = MetricsLog(self.out, pos.step, self.info.is_main)
+        bar = _Progress(tc["progress"] and self.info.is_main, tc["steps"], pos.step)
+        window = LossWindow()
+        seconds_before, session_start = pos.train_seconds, time.perf_counter()
+        self.net.train()
+        try:
+            for x, y in self.batches() if pos.step < tc["steps"] else ():
+                window.add(self.step(x, y))
+                pos.train_seconds = seconds_before + time.perf_counter() - session_start
+                row = self._log_row(window, bar)
+                if validator is not None and (pos.step % tc["val_every"] == 0 or pos.step == tc["steps"]):
+                    row = row or self._row()
+                    row["val_loss"] = self.last_val = self.validate(validator)
+                if row is not None:
+                    metrics.write(row)
+                    if self.on_validation is not None and "val_loss" in row:
+                        self.on_validation(pos.step, row["val_loss"])
+                timed_out = tc["time_limit_s"] is not None and pos.train_seconds >= tc["time_limit_s"]
+                if tc["keep_every"] and pos.step % tc["keep_every"] == 0:
+                    self.checkpoint(keep=True)
+                elif pos.step % tc["ckpt_every"] == 0 or pos.step == tc["steps"] or timed_out:
+                    self.checkpoint()
+                if pos.step >= tc["steps"] or timed_out:
+                    break
+        finally:
+            bar.close()
+            metrics.close()
+        return self._summary(window.last)
+
+    def _row(self) -> dict[str, Any]:
+        pos = self.position
+        return {"step": pos.step, "epoch": pos.epoch, "lr": self.tc["lr"], "wall_s": round(pos.train_seconds, 3)}
+
+    def _log_row(self, window: "LossWindow", bar: "_Progress") -> dict[str, Any] | None:
+        """A metrics row (mean loss, images/s since the last row) every ``log_every`` steps and at the end."""
+        step = self.position.step
+        if step % self.tc["log_every"] and step != self.tc["steps"]:
+            bar.update(step)
+            return None
+        loss, steps, seconds = window.close()
+        row = {**self._row(), "loss": loss, "images_per_s": steps * self.tc["global_batch"] / max(seconds, 1e-9)}
+        bar.update(step, loss, row["images_per_s"], log=True)
+        return {k: row[k] for k in ("step", "epoch", "loss", "lr", "images_per_s", "wall_s")}
+
+    def _summary(self, last_loss: float | None) -> dict[str, Any]:
+        pos, tc = self.position, self.tc
+        summary = {"final_step": pos.step, "images_seen": pos.step * tc["global_batch"],
+                   "train_seconds": round(pos.train_seconds, 3), "final_loss": last_loss,
+                   "last_val_loss": self.last_val, "world_size": self.info.world_size,
+                   "device": str(self.info.device), "epoch": pos.epoch, "model": self.run_cfg["model"],
+                   "model_config": self.mcfg.to_dict(), "params": param_count(self.model),
+                   "stopped_by_time_limit": pos.step < tc["steps"]}
+        if self.info.is_main:
+            checkpoint.write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
+        return summary
+
+
+class LossWindow:
+    """Mean loss and throughput over the steps since the last metrics row."""
+
+    def __init__(self):
+        self.total, self.steps, self.start, self.last = 0.0, 0, time.perf_counter(), None
+
+    def add(self, loss: float) -> None:
+        self.total += loss
+        self.steps += 1
+
+    def close(self) -> tuple[float, int, float]:
+        """(mean loss, steps, seconds) of the window, then start a new one."""
+        mean, steps, seconds = self.total / self.steps, self.steps, time.perf_counter() - self.start
+        self.total, self.steps, self.start, self.last = 0.0, 0, time.perf_counter(), mean
+        return mean, steps, seconds
+
+
 def train(run_cfg: dict[str, Any], out_dir: str | Path,
           on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train (or resume) the run described by ``run_cfg`` into ``out_dir``; returns the summary dict."""
     run_cfg = validate_run_config(run_cfg)
-    tc = run_cfg["train"]
-    out = Path(out_dir)
-    info = distributed.setup(tc["device"])
+    info = distributed.setup(run_cfg["train"]["device"])
     try:
-        return _train(run_cfg, tc, out, info, on_validation)
+        return Trainer(run_cfg, out_dir, info, on_validation).fit()
     finally:
         distributed.teardown()
 
 
-def _train(run_cfg, tc, out: Path, info: distributed.DistInfo, on_validation) -> dict[str, Any]:
-    if tc["threads"]:
-        torch.set_num_threads(tc["threads"])
-    if info.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tc["tf32"]
-        torch.backends.cudnn.allow_tf32 = tc["tf32"]
-    if tc["global_batch"] % info.world_size:
-        raise ConfigError("train.global_batch", tc["global_batch"],
-                          f"a multiple of the world size {info.world_size}")
-    batch = tc["global_batch"] // info.world_size
-
-    if info.is_main:
-        warn_frozen_ema(tc)
-    train_set, val_set = build_datasets(run_cfg["data"], tc["val_size"])
-    dinfo = data_info(train_set, run_cfg["data"])
-    mcfg = resolve_model_config(run_cfg, dinfo)
-    if len(train_set) < tc["global_batch"]:
-        raise ConfigError("train.global_batch", tc["global_batch"],
-                          f"at most the training set size {len(train_set)}")
-
-    torch.manual_seed(tc["seed"])  # identical initial weights on every rank
-    model = build_model(mcfg).to(info.device)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc["lr"],
-                                  betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"])
-    torch.manual_seed(tc["seed"] + 1000 * info.rank + 1)  # per-rank stream for anything else random
-
-    ckpt_dir = out / "checkpoints"
-    last_path = ckpt_dir / "last.pt"
-    step, epoch, batch_in_epoch, train_seconds, last_saved = 0, 0, 0, 0.0, None
-    if tc["resume"] and last_path.is_file():
-        state = checkpoint.load(last_path)  # on CPU: RNG states must stay CPU byte tensors
-        saved_batch = state["run_config"]["train"]["global_batch"]
-        if saved_batch != tc["global_batch"]:  # the data position is counted in batches
-            raise ConfigError("train.global_batch", tc["global_batch"],
-                              f"{saved_batch}, the value {last_path} was trained with (or a new --out)")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        train_seconds, last_saved = state.get("train_seconds", 0.0), step
-        if len(state["rng"]) == info.world_size:
-            checkpoint.set_rng_state(state["rng"][info.rank], info.device)
-        del state
-    elif tc["init_from"]:
-        init_weights_from(tc["init_from"], model, ema, mcfg)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoint.write_text_atomic(out / "config.yaml", yaml.safe_dump(run_cfg, sort_keys=False))
-
-    if tc["activation_checkpointing"]:
-        enable_activation_checkpointing(model)
-    net: torch.nn.Module = PackedForward(model) if tc["packing"] else model
-    if info.distributed:
-        # a rank's share of a schedule model's batch may lack a stage, leaving that stage's modules unused
-        net = DDP(net, device_ids=[info.local_rank] if info.device.type == "cuda" else None,
-                  find_unused_parameters=bool(mcfg.time_patch_sizes))
-    if tc["compile"]:
-        net = torch.compile(net)
-
-    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=tc["seed"], drop_last=True)
-    validator = (Validator(val_set, batch, tc["seed"], info, tc["t_mean"], tc["t_std"])
-                 if tc["val_every"] else None)
-    metrics = MetricsLog(out, step, info.is_main)
-    bar = _Progress(tc["progress"] and info.is_main, tc["steps"], step)
-    null_class = mcfg.num_classes
-    shape = (dinfo["channels"], dinfo["size"], dinfo["size"])
-    times = stage_times(mcfg, tc["stage_proportions"])
-
-    def save(kind: str) -> None:
-        nonlocal last_saved
-        rngs = distributed.all_gather_objects(checkpoint.rng_state(info.device))
-        if info.is_main:
-            state = {"format": checkpoint.FORMAT, "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                     "train_seconds": train_seconds, "model": model.state_dict(), "ema": ema.state_dict(),
-                     "optimizer": optimizer.state_dict(), "rng": rngs, "run_config": run_cfg,
-                     "model_config": mcfg.to_dict(), "data_info": dinfo, "world_size": info.world_size}
-            checkpoint.save_atomic(state, last_path)
-            if kind == "keep":
-                checkpoint.save_atomic(state, ckpt_dir / f"step_{step:07d}.pt")
-        distributed.barrier()
-        last_saved = step
-
-    window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
-    last_loss, last_val = None, None
-    session_start = time.perf_counter()
-    seconds_before = train_seconds
-    net.train()
-    try:
-        while step < tc["steps"]:
-            batches = epoch_batches(sampler, epoch, batch, batch_in_epoch)
-            loader = DataLoader(train_set, batch_sampler=batches, num_workers=tc["num_workers"],
-                                pin_memory=info.device.type == "cuda")
-            for x, y in loader:
-                x, y = x.to(info.device, non_blocking=True), y.to(info.device, non_blocking=True)
-                draws = flow.draw(shape, tc["global_batch"], info.rank, info.world_size, tc["seed"], step,
-                                  tc["label_drop"], tc["t_mean"], tc["t_std"], info.device, times)
-                with autocast(info.device, tc["precision"]):
-                    loss = flow.flow_loss(net, x, y, draws, null_class)
-                loss_value = float(distributed.all_mean(loss.detach()))
-                if not math.isfinite(loss_value):
-                    where = (f"the last good checkpoint {last_path} (step {last_saved}) is kept"
-                             if last_saved is not None else "no checkpoint had been written yet")
-                    raise TrainingDiverged(
-                        f"loss is {loss_value} at step {step + 1}; training stopped and {where}. "
-                        f"Lower train.lr or set train.grad_clip, and check the data.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc["grad_clip"]:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
-                optimizer.step()
-                update_ema(ema, model, ema_decay_at(step, tc["ema_decay"], tc["ema_warmup"]))
-                step += 1
-                batch_in_epoch += 1
-                train_seconds = seconds_before + time.perf_counter() - session_start
-                window_loss += loss_value
-                window_n += 1
-
-                row = None
-                if step % tc["log_every"] == 0 or step == tc["steps"]:
-                    elapsed = time.perf_counter() - window_start
-                    last_loss = window_loss / window_n
-                    row = {"step": step, "epoch": epoch, "loss": last_loss, "lr": tc["lr"],
-                           "images_per_s": window_n * tc["global_batch"] / max(elapsed, 1e-9),
-                           "wall_s": round(train_seconds, 3)}
-                    bar.update(step, last_loss, row["images_per_s"], log=True)
-                    window_loss, window_n, window_start = 0.0, 0, time.perf_counter()
-                else:
-                    bar.update(step)
-                if validator is not None and (step % tc["val_every"] == 0 or step == tc["steps"]):
-                    last_val = validator(model, null_class, tc["precision"])
-                    row = row or {"step": step, "epoch": epoch, "lr": tc["lr"], "wall_s": round(train_seconds, 3)}
-                    row["val_loss"] = last_val
-                if row is not None:
-                    metrics.write(row)
-                    if on_validation is not None and "val_loss" in row:
-                        on_validation(step, row["val_loss"])
-                timed_out = tc["time_limit_s"] is not None and train_seconds >= tc["time_limit_s"]
-                if tc["keep_every"] and step % tc["keep_every"] == 0:
-                    save("keep")
-                elif step % tc["ckpt_every"] == 0 or step == tc["steps"] or timed_out:
-                    save("last")
-                if step >= tc["steps"] or timed_out:
-                    break
-            else:
-                epoch, batch_in_epoch = epoch + 1, 0
-                continue
-            break
-    finally:
-        bar.close()
-        metrics.close()
-
-    summary = {"final_step": step, "images_seen": step * tc["global_batch"], "train_seconds": round(train_seconds, 3),
-               "final_loss": last_loss, "last_val_loss": last_val, "world_size": info.world_size,
-               "device": str(info.device), "epoch": epoch, "model": run_cfg["model"], "model_config": mcfg.to_dict(),
-               "params": sum(p.numel() for p in model.parameters()), "stopped_by_time_limit": step < tc["steps"]}
-    if info.is_main:
-        checkpoint.write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    return summary
-
-
-__all__ = ["TrainingDiverged", "build_datasets", "load_run_config", "resolve_model_config", "train",
-           "validate_run_config"]
+__all__ = ["Position", "Trainer", "TrainingDiverged", "build_datasets", "load_run_config", "resolve_model_config",
+           "train", "validate_run_config"]

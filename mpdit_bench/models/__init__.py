@@ -23,13 +23,9 @@ def __getattr__(name: str) -> Any:
 
 
 def build_model(cfg):
-    """Build the network a validated ModelConfig describes (a patch schedule over time makes it PPFlow's)."""
+    """Build the network a validated ModelConfig describes (one class for DiT, MPDiT and PPFlow)."""
     from mpdit_bench.models.multipatch import MultiPatchDiT
 
-    if cfg.time_patch_sizes:
-        from mpdit_bench.ppflow.schedule import PatchScheduleDiT
-
-        return PatchScheduleDiT(cfg)
     return MultiPatchDiT(cfg)
 
 

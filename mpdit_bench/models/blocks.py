@@ -110,14 +110,12 @@ class TransformerBlock(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """LayerNorm modulated by (shift, scale), then Linear(D -> p*p*C_out); zero-initialised."""
+    """LayerNorm modulated by (shift, scale), then Linear(D -> p*p*C_out); the model zero-initialises it."""
 
     def __init__(self, dim: int, patch_size: int, out_channels: int):
         super().__init__()
         self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.linear = nn.Linear(dim, patch_size * patch_size * out_channels)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         return self.linear(modulate(self.norm(x), shift, scale))

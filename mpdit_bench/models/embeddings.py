@@ -68,3 +68,9 @@ def frozen_pos_embed(dim: int, grid: int, **kwargs) -> nn.Parameter:
     """A (1, grid*grid, dim) sin-cos table stored as a frozen Parameter (counted in params, as in DiT)."""
     table = torch.from_numpy(sincos_2d(dim, grid, **kwargs)).float().unsqueeze(0)
     return nn.Parameter(table, requires_grad=False)
+
+
+def unpatchify(x: torch.Tensor, p: int, channels: int, gh: int, gw: int) -> torch.Tensor:
+    """(B, gh gw, p p C) tokens in row-major order -> (B, C, gh p, gw p)."""
+    x = x.reshape(x.shape[0], gh, gw, p, p, channels)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], channels, gh * p, gw * p)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.ppflow.schedule import default_schedule
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ for _size, (_dim, _depths, _heads, _paper) in _MPDIT.items():
 # ---- PPFlow: SiT backbone with a patch schedule over time (suite t: 0 data, 1 noise) ---------------------
 # Their t runs 0 noise -> 1 data with "t <= 0.5" coarse; here that is t >= 0.5. Three levels: 4x4 for
 # t >= 0.5, 4x2 (2 rows x 4 columns, written "2x4" here) for 0.25 <= t < 0.5, 2x2 below 0.25.
-PPF_SCHEDULES = {2: (["4x4", "2x2"], [0.5]), 3: (["4x4", "2x4", "2x2"], [0.5, 0.25])}
+PPF_SCHEDULES = {stages: default_schedule(stages, 2) for stages in (2, 3)}
 _PPF_SOURCE = "PPFlow (ICLR 2026), ImageNet 256"
 _PPF_PAPER = {  # (printed relative FLOPs %, DiT-convention %, FID-50k)
     "PPF-B-2": (62.0, 62.08, 3.83), "PPF-B-3": (49.1, 49.28, 4.43),

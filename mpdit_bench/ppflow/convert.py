@@ -1,6 +1,6 @@
 """Start a PPFlow model from a trained model of the suite without a patch schedule (PPFlow's recipe).
 
-The finest stage of a PatchScheduleDiT is the source model itself (same keys), so its weights are copied.
+The finest stage of a schedule model is the source model itself (same keys), so its weights are copied.
 The coarser stages get, following PPFlow:
 - patchify "average": the space-to-depth conv sees fh * fw copies of each input channel, each with the
   source weight / (fh * fw), i.e. the source patch embedding of the block-averaged input;
@@ -29,20 +29,9 @@ from mpdit_bench.engine import checkpoint
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import build_model
 from mpdit_bench.models.embeddings import frozen_pos_embed
-from mpdit_bench.ppflow.schedule import PatchSchedule
+from mpdit_bench.ppflow.schedule import PatchSchedule, default_schedule
 
 STAGE_PREFIXES = ("stage_patchify.", "stage_pos_embed.", "stage_finals.", "stage_upsamples.", "level_embed.")
-_BOUNDARIES = {2: [0.5], 3: [0.5, 0.25]}
-
-
-def default_schedule(levels: int, base: int) -> tuple[list[str], list[float]]:
-    """PPFlow's schedules on base patch p: 2 levels (2p)x(2p), p x p; 3 levels add p x 2p (their "4x2")."""
-    big, small = f"{2 * base}x{2 * base}", f"{base}x{base}"
-    if levels == 2:
-        return [big, small], _BOUNDARIES[2]
-    if levels == 3:
-        return [big, f"{base}x{2 * base}", small], _BOUNDARIES[3]
-    raise ConfigError("levels", levels, "2 or 3")
 
 
 def ppflow_config(source: ModelConfig, levels: int = 2, **overrides: Any) -> ModelConfig:
@@ -74,7 +63,7 @@ def _tile_upsample(tensor: torch.Tensor, dim: int, f: int, r: int) -> torch.Tens
 
 def convert_isotropic_to_ppflow(source: nn.Module | Mapping[str, torch.Tensor], ppflow_cfg: ModelConfig
                                 ) -> dict[str, torch.Tensor]:
-    """State dict of a PatchScheduleDiT(``ppflow_cfg``) initialised from ``source`` (a model without a
+    """State dict of a MultiPatchDiT(``ppflow_cfg``) initialised from ``source`` (a model without a
     schedule, or its state dict), the source being ``ppflow_cfg`` with the schedule removed."""
     if not ppflow_cfg.time_patch_sizes:
         raise ConfigError("time_patch_sizes", [], "a patch schedule in the target config")

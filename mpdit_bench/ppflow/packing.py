@@ -1,13 +1,8 @@
-"""PPFlow's training and sampling pieces, as small functions the training engine and samplers call.
+"""Patch n' Pack: several samples per sequence, so a mixed-stage batch goes through the blocks in one pass.
 
-- ``sample_stage_times``: each batch split by stage in fixed proportions (50/50, 50/25/25), t uniform
-  inside each stage (suite t: 0 data, 1 noise), samples grouped by stage so the model runs one
-  sub-forward per stage.
-- ``guidance_scale_at``: stage-level classifier-free guidance, one scale per stage (used by sampling.py).
-- ``forward_packed``: Patch n' Pack, several samples per sequence, a mixed-stage batch in one pass.
-  The mask is BOOLEAN (True = may attend), so that attention really is confined to each sample;
-  PPFlow's code passes a float 0/1 mask, which sdpa adds to the scores, letting packed samples see
-  each other. ``blocks.Attention`` refuses non-boolean masks.
+The mask is BOOLEAN (True = may attend), so that attention really is confined to each sample; PPFlow's code
+passes a float 0/1 mask, which sdpa adds to the scores, letting packed samples see each other.
+``blocks.Attention`` refuses non-boolean masks.
 """
 
 from __future__ import annotations
@@ -16,86 +11,7 @@ from typing import Sequence
 
 import torch
 
-from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.ppflow.schedule import PatchSchedule
 
-
-def as_schedule(stages: PatchSchedule | ModelConfig | torch.nn.Module) -> PatchSchedule:
-    """A PatchSchedule from itself, a config with time_patch_sizes, or a PatchScheduleDiT."""
-    if isinstance(stages, PatchSchedule):
-        return stages
-    if isinstance(stages, ModelConfig):
-        return PatchSchedule.from_config(stages)
-    if isinstance(getattr(stages, "schedule", None), PatchSchedule):
-        return stages.schedule
-    raise TypeError(f"expected a PatchSchedule, a ModelConfig with a patch schedule or a PatchScheduleDiT, "
-                    f"got {type(stages).__name__}")
-
-
-def stage_counts(batch: int, proportions: Sequence[float]) -> list[int]:
-    """Split ``batch`` by ``proportions`` (largest remainder, so the counts add up to ``batch``)."""
-    if not proportions or any(p < 0 for p in proportions) or sum(proportions) <= 0:
-        raise ConfigError("proportions", list(proportions), "non-negative numbers, one per stage, sum > 0")
-    total = float(sum(proportions))
-    exact = [batch * p / total for p in proportions]
-    counts = [int(e) for e in exact]
-    by_remainder = sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)
-    for i in by_remainder[: batch - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-def sample_stage_times(batch: int, stages: PatchSchedule | ModelConfig | torch.nn.Module,
-                       proportions: Sequence[float] | None = None,
-                       generator: torch.Generator | None = None, device: torch.device | str = "cpu"
-                       ) -> torch.Tensor:
-    """(batch,) t drawn stage by stage: counts from ``proportions`` (default: each stage's share of [0, 1]),
-    t uniform in the stage's [lo, hi). Coarse (noisy) stage first, samples contiguous by stage."""
-    sched = as_schedule(stages)
-    proportions = sched.fractions() if proportions is None else tuple(proportions)
-    if len(proportions) != sched.num_stages:
-        raise ConfigError("proportions", list(proportions), f"{sched.num_stages} numbers, one per stage")
-    parts = []
-    for stage, n in enumerate(stage_counts(batch, proportions)):
-        lo, hi = sched.time_range(stage)
-        u = torch.rand(n, generator=generator, device="cpu" if generator is None else generator.device)
-        below_hi = torch.nextafter(torch.tensor(hi), torch.tensor(lo))  # float32 rounding must not reach hi
-        parts.append((lo + (hi - lo) * u).clamp(lo, below_hi))
-    return torch.cat(parts).to(device)
-
-
-def guidance_scale_at(t: torch.Tensor, scales: Sequence[float],
-                      stages: PatchSchedule | ModelConfig | torch.nn.Module) -> torch.Tensor:
-    """(B,) t -> (B,) guidance scale of each sample's stage (``scales`` coarse first, e.g. [1.0, 3.0])."""
-    sched = as_schedule(stages)
-    if len(scales) != sched.num_stages:
-        raise ConfigError("cfg_scales", list(scales), f"{sched.num_stages} numbers, one per stage, coarse first")
-    table = torch.tensor([float(s) for s in scales], device=t.device)
-    return table[sched.stage_of(t)]
-
-
-# ---- equal training compute ------------------------------------------------------------------------------------
-def training_flops_per_sample(model: torch.nn.Module, proportions: Sequence[float] | None = None) -> float:
-    """Analytic training FLOPs for one sample: 3 x forward (backward ~ 2 x forward), the forward averaged
-    over the stages in the training ``proportions`` (default: the stages' shares of t); any model works."""
-    if not getattr(model.cfg, "time_patch_sizes", ()):
-        return 3.0 * model.flops()
-    sched = as_schedule(model)
-    proportions = sched.fractions() if proportions is None else tuple(proportions)
-    if len(proportions) != sched.num_stages:
-        raise ConfigError("stage_proportions", list(proportions), f"{sched.num_stages} numbers, one per stage")
-    total = float(sum(proportions))
-    return 3.0 * sum(p / total * model.flops(s) for s, p in enumerate(proportions))
-
-
-def equal_compute_steps(reference_steps: int, reference_flops: float, run_flops: float) -> int:
-    """Steps giving a run the reference's training compute at the same batch size."""
-    if reference_steps < 1 or reference_flops <= 0 or run_flops <= 0:
-        raise ConfigError("budget", (reference_steps, reference_flops, run_flops), "positive steps and FLOPs")
-    return max(1, round(reference_steps * reference_flops / run_flops))
-
-
-# ---- Patch n' Pack ------------------------------------------------------------------------------------------
 def segment_mask(ids: torch.Tensor) -> torch.Tensor:
     """(G, L) segment id of every slot -> (G, 1, L, L) boolean, True where query and key share a segment."""
     return (ids[:, :, None] == ids[:, None, :]).unsqueeze(1)
@@ -123,7 +39,7 @@ def assign_sequences(lengths: Sequence[int], capacity: int) -> list[tuple[int, i
 
 def forward_packed(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
                    stage: int | None = None, per_sequence: int | None = None) -> torch.Tensor:
-    """A one-level PatchScheduleDiT with several samples packed in each sequence (PPFlow's Patch n' Pack).
+    """A one-level schedule model with several samples packed in each sequence (PPFlow's Patch n' Pack).
 
     Without ``stage`` the batch may mix stages: each sample keeps its own stage (from t), samples are packed
     (coarse first, greedily) into sequences as long as one fine sample, and the whole batch goes through the
@@ -182,6 +98,4 @@ def forward_packed(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: 
     return out
 
 
-__all__ = ["as_schedule", "stage_counts", "sample_stage_times", "guidance_scale_at",
-           "training_flops_per_sample", "equal_compute_steps",
-           "segment_mask", "block_diagonal_mask", "assign_sequences", "forward_packed"]
+__all__ = ["segment_mask", "block_diagonal_mask", "assign_sequences", "forward_packed"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.models import paper_figures
-from mpdit_bench.sweeps.costs import analytic_counts
+from mpdit_bench.counting import analytic_counts
 from mpdit_bench.sweeps.experiment import RunSpec
 
 NOT_IN_FACTS = "n/a (not in the bundled facts)"

@@ -1,19 +1,12 @@
-"""Analytic counts and cost estimates, on the meta device: no memory, no weights, milliseconds per model.
+"""Cost estimates of a run (compute and device-hours) from its analytic counts (``counting.analytic_counts``).
 
-Used by ``sweep --dry-run`` and by the search's GFLOPs budget, before anything is trained. The run's own
-count stage uses fvcore (`mpdit_bench.summary.count_model`); the analytic count equals fvcore's.
+Used by ``sweep --dry-run`` before anything is trained.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from mpdit_bench.config import ModelConfig
-from mpdit_bench.counting.measure import paper_convention_flops
-from mpdit_bench.counting import analytic as flops
-from mpdit_bench.models import build_model
 
 # Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
 # A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.
@@ -29,21 +22,6 @@ THROUGHPUT_NOTE = ("assumed sustained throughput per device, in multiply-adds/s:
                    "(62 T); 2 CPU cores (measured): 40 G training and sampling; training = 3 x forward; "
                    "CPU evaluation 35 s per run, plus 110 s once on a fresh machine (measured); "
                    "paper evaluation not included")
-
-
-def analytic_counts(cfg: ModelConfig) -> dict[str, float]:
-    """Params, true GFLOPs (== fvcore) and the paper-convention GFLOPs of ``cfg``, batch 1.
-
-    Paper convention (mpdit_bench.counting): the Linear and Conv FLOPs plus attention charged as if every
-    block attended over the fine grid without class tokens; taken from the components' own counts by kind.
-    """
-    with torch.device("meta"):
-        model = build_model(cfg)
-    params = sum(p.numel() for p in model.parameters())
-    with flops.tally() as by_kind:
-        true = model.flops()
-    paper = paper_convention_flops(cfg, by_kind["linear"])
-    return {"params": params, "gflops": true / 1e9, "gflops_paper_convention": paper / 1e9}
 
 
 def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[str, Any], scale: str,

@@ -299,17 +299,24 @@ def _sets_steps(point: dict[str, Any], scale: str) -> bool:
     return False
 
 
+def equal_compute_steps(reference_steps: int, reference_flops: float, run_flops: float) -> int:
+    """Steps giving a run the reference's training compute at the same batch size."""
+    if reference_steps < 1 or reference_flops <= 0 or run_flops <= 0:
+        raise ConfigError("budget", (reference_steps, reference_flops, run_flops), "positive steps and FLOPs")
+    return max(1, round(reference_steps * reference_flops / run_flops))
+
+
 def training_flops(spec: RunSpec, source: str) -> float:
     """Training FLOPs per sample of the model this run trains (at its scale), for its stage mix."""
     import torch
 
-    from mpdit_bench.ppflow import packing as ppflow
+    from mpdit_bench.counting import training_flops_per_sample
     from mpdit_bench.models import build_model
 
     cfg = ModelConfig.from_dict(spec.model_config, source)
     with torch.device("meta"):  # shapes only: no memory, no init
         model = build_model(cfg)
-    return _checked(lambda: ppflow.training_flops_per_sample(model, spec.train.get("stage_proportions")),
+    return _checked(lambda: training_flops_per_sample(model, spec.train.get("stage_proportions")),
                     "train", source)
 
 
@@ -317,10 +324,8 @@ def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_s
                  source: str) -> None:
     """Equal training compute: in each group, the run labelled ``references[group]`` keeps its train.steps
     (the budget); every other run of the group gets the steps giving it the same training FLOPs at the same
-    global batch: ``ppflow.equal_compute_steps(ref_steps, F(ref), F(run))``, F = training FLOPs per sample
+    global batch: ``equal_compute_steps(ref_steps, F(ref), F(run))``, F = training FLOPs per sample
     of the resolved (scaled) model with the run's train.stage_proportions. Run ids are recomputed."""
-    from mpdit_bench.ppflow import packing as ppflow
-
     allowed = ("no group: budget.reference is one label; give it as {GROUP: LABEL, ...} to use groups"
                if None in references else "a group of budget.reference: " + ", ".join(map(str, references)))
     for spec in specs:
@@ -351,7 +356,7 @@ def apply_budget(specs: list[RunSpec], references: dict[str | None, str], sets_s
             _need(spec.train["global_batch"] == batch, f"{spec.label}: train.global_batch",
                   spec.train["global_batch"], f"{batch}, the reference's: equal compute compares steps at one "
                   "batch size", source)
-            steps = ppflow.equal_compute_steps(ref.train["steps"], f(ref), f(spec))
+            steps = equal_compute_steps(ref.train["steps"], f(ref), f(spec))
             spec.train = {**spec.train, "steps": steps}
             spec.run_id = run_id(spec)
 

@@ -132,7 +132,8 @@ def status_table(runs: list[RunSpec], results_dir: Path, title: str):
 # ---- dry run ------------------------------------------------------------------------------------------
 def dry_run_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
     from mpdit_bench.config import ModelConfig
-    from mpdit_bench.sweeps.costs import analytic_counts, estimate_cost
+    from mpdit_bench.counting import analytic_counts
+    from mpdit_bench.sweeps.costs import estimate_cost
     from mpdit_bench.sweeps.experiment import training_flops
 
     rows = []

@@ -243,7 +243,7 @@ def create_study(space: SearchSpace, storage: str | None, results_dir: Path):
 def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
     import optuna
 
-    from mpdit_bench.sweeps.costs import analytic_counts
+    from mpdit_bench.counting import analytic_counts
     from mpdit_bench.sweeps.runner import execute_run, run_dir_of
     from mpdit_bench.sweeps.state import RECORD, claim, is_finished, read_json
 

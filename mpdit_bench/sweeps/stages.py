@@ -142,7 +142,7 @@ class Stages:
         self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
 
     def count(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-        from mpdit_bench.counting.summary import count_model
+        from mpdit_bench.counting import count_model
 
         result = count_model(spec.model, spec.resolution, spec.model_overrides, cross_check=False)
         return {k: result[k] for k in ("params", "params_trainable", "gflops", "gflops_analytic",
