@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mpdit_bench.engine import gpu_bench as G
+from mpdit_bench.engine.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,9 +84,9 @@ def test_batch_search_doubles_then_bisects():
         "batch": 512, "probes": [(256, True), (512, True)], "stopped_by": "limit", "limit": 1000}
 
 
-def test_out_of_memory_is_a_row_not_a_failure(monkeypatch):
+def test_out_of_memory_is_a_row_not_a_failure(monkeypatch, tmp_path):
     trainer = G._engine_trainer("MPDiT-XL", G.model_overrides("MPDiT-XL", True, G.SMALL["overrides"]),
-                                torch.device("cpu"), None)
+                                torch.device("cpu"), None, tmp_path)
 
     def too_big(tr, x, y):
         if len(x) > 2:
@@ -97,14 +98,15 @@ def test_out_of_memory_is_a_row_not_a_failure(monkeypatch):
     assert G.largest_batch(G._fits(trainer), 1, 64, bisect=2)["batch"] == 2
 
 
-def test_engine_step_updates_model_and_ema():
+def test_engine_step_is_the_trainers(tmp_path):
     tr = G._engine_trainer("SiT-XL/2", G.model_overrides("SiT-XL/2", True, G.SMALL["overrides"]),
-                           torch.device("cpu"), None)
+                           torch.device("cpu"), None, tmp_path)
+    assert isinstance(tr, Trainer) and tr.mcfg.depths == (3,) and tr.mcfg.input_size == 8
     before = [p.detach().clone() for p in tr.model.parameters()]
     ema_before = [p.clone() for p in tr.ema.parameters()]
     x, y = G._batch(tr, 2)
     loss = G._engine_train_step(tr, x, y)
-    assert loss > 0 and tr.step == 1
+    assert loss > 0 and tr.position.step == 1 and not (tmp_path / "run").exists()  # no checkpoint, no logs
     assert any(not torch.equal(a, p) for a, p in zip(before, tr.model.parameters()))
     assert any(not torch.equal(a, p) for a, p in zip(ema_before, tr.ema.parameters()))  # decay 0.9999 < 1
 

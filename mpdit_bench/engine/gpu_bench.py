@@ -22,7 +22,6 @@ are in the step time but not in the FLOPs.
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 import json
 import math
@@ -31,7 +30,6 @@ import signal
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -39,12 +37,14 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from mpdit_bench.engine import flow
+from mpdit_bench.config import ModelConfig
+from mpdit_bench.counting.measure import training_flops_per_sample
 from mpdit_bench.engine.bench import _release_host_memory, _RssPeak
 from mpdit_bench.engine.checkpoint import write_text_atomic
-from mpdit_bench.engine.run_config import TRAIN_KEYS
-from mpdit_bench.engine.train import autocast, ema_decay_at, update_ema
-from mpdit_bench.models import build_model, model_config
+from mpdit_bench.engine.distributed import DistInfo
+from mpdit_bench.engine.run_config import validate_run_config
+from mpdit_bench.engine.train import Trainer
+from mpdit_bench.models import model_config
 
 JSON_NAME, MARKDOWN_NAME = "gpu_check.json", "gpu_check.md"
 TARGETS = {"mfu_mpdit": 0.40, "step_time_ratio": 0.52, "sampling_speedup": 2.0, "memory_ratio": 0.6}
@@ -148,66 +148,52 @@ def matmul_rate(dev: torch.device, n: int, reps: int, warmup: int = 3) -> dict[s
 
 
 # ---- the engine's training step ----------------------------------------------------------------------------
-@dataclass
-class EngineTrainer:
-    """What the engine's training loop holds for one run: model, EMA, optimizer, the (compiled) net."""
+def latent_store(root: Path, cfg: ModelConfig, num: int = 16) -> Path:
+    """A latent store of ``num`` random latents in the model's geometry: the Trainer reads the data's
+    channels, size and classes from one; the benchmark feeds its own batches to ``Trainer.step``."""
+    from mpdit_bench.data.latents import LABELS, LATENTS, STATS
 
-    model: torch.nn.Module
-    ema: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    net: torch.nn.Module
-    tc: dict[str, Any]
-    device: torch.device
-    null_class: int
-    shape: tuple[int, int, int]
-    step: int = 0
-    flops_per_image: int = 0
+    root.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(0)
+    np.save(root / LATENTS, g.standard_normal((num, cfg.in_channels, cfg.input_size, cfg.input_size), np.float32)
+            .astype(np.float16))
+    np.save(root / LABELS, g.integers(0, cfg.num_classes, num).astype(np.int64))
+    stats = {"mean": [0.0] * cfg.in_channels, "std": [1.0] * cfg.in_channels, "num": num,
+             "resolution": cfg.input_size * 8, "classes": [str(c) for c in range(cfg.num_classes)]}
+    (root / STATS).write_text(json.dumps(stats))
+    return root
 
 
-def _engine_trainer(name: str, overrides: dict[str, Any], dev: torch.device, compile_backend: str | None
-                    ) -> EngineTrainer:
-    """Model, EMA and AdamW as engine/train.py builds them, with the run config's training defaults."""
-    tc = {key: copy.deepcopy(default) for key, (default, _, _) in TRAIN_KEYS.items()}
-    tc["compile"] = compile_backend is not None
+def _engine_trainer(name: str, overrides: dict[str, Any], dev: torch.device, compile_backend: str | None,
+                    workdir: Path) -> Trainer:
+    """The engine's Trainer for ``name`` with the run config's training defaults; the module the loss calls
+    is the Trainer's own ``wrap()`` (torch.compile with inductor as ``train.compile: true`` does), or that
+    module compiled with another dynamo backend (the CPU smoke run's ``eager``)."""
     cfg = model_config(name, **overrides)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = tc["tf32"]
-        torch.backends.cudnn.allow_tf32 = tc["tf32"]
-    torch.manual_seed(tc["seed"])
-    model = build_model(cfg).to(dev)
-    ema = copy.deepcopy(model).requires_grad_(False).eval()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=tc["lr"],
-                                  betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"])
-    net = torch.compile(model, backend=compile_backend) if compile_backend else model
-    net.train()
-    return EngineTrainer(model, ema, optimizer, net, tc, dev, cfg.num_classes,
-                         (cfg.in_channels, cfg.input_size, cfg.input_size), flops_per_image=model.flops())
+    store = latent_store(workdir / f"latents-{cfg.config_hash()}", cfg)
+    # steps only keeps the frozen-EMA warning quiet: the benchmark never calls fit()
+    run_cfg = validate_run_config({"model": name, "model_overrides": overrides,
+                                   "data": {"name": "latents", "path": str(store)},
+                                   "train": {"global_batch": 1, "steps": 10**6, "device": dev.type,
+                                             "compile": compile_backend == "inductor", "progress": False}})
+    trainer = Trainer(run_cfg, workdir / "run", DistInfo(device=dev))
+    trainer.net = trainer.wrap()
+    if compile_backend not in (None, "inductor"):
+        trainer.net = torch.compile(trainer.net, backend=compile_backend)
+    trainer.net.train()
+    return trainer
 
 
-def _engine_train_step(tr: EngineTrainer, x: torch.Tensor, y: torch.Tensor) -> float:
-    """One optimizer step + EMA update on a batch, exactly as engine/train.py's loop does it; the loss."""
-    tc = tr.tc
-    draws = flow.draw(tr.shape, len(x), 0, 1, tc["seed"], tr.step, tc["label_drop"], tc["t_mean"], tc["t_std"],
-                      tr.device)
-    with autocast(tr.device, tc["precision"]):
-        loss = flow.flow_loss(tr.net, x, y, draws, tr.null_class)
-    loss_value = float(loss.detach())  # the engine reads the loss every step (divergence check)
-    if not math.isfinite(loss_value):
-        raise FloatingPointError(f"loss is {loss_value} at step {tr.step + 1}")
-    tr.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if tc["grad_clip"]:
-        torch.nn.utils.clip_grad_norm_(tr.model.parameters(), tc["grad_clip"])
-    tr.optimizer.step()
-    update_ema(tr.ema, tr.model, ema_decay_at(tr.step, tc["ema_decay"], tc["ema_warmup"]))
-    tr.step += 1
-    return loss_value
+def _engine_train_step(tr: Trainer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The engine's training step (draws, autocast, flow loss, loss read, AdamW, EMA) on ``x``, ``y``."""
+    tr.tc["global_batch"] = len(x)  # the step draws noise for the global batch: in one process, this batch
+    return tr.step(x, y)
 
 
-def _batch(tr: EngineTrainer, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(tr: Trainer, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(batch)
-    x = torch.randn((batch, *tr.shape), generator=g).to(tr.device)
-    return x, torch.randint(tr.null_class, (batch,), generator=g).to(tr.device)
+    x = torch.randn((batch, *tr.shape), generator=g).to(tr.info.device)
+    return x, torch.randint(tr.mcfg.num_classes, (batch,), generator=g).to(tr.info.device)
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -215,14 +201,14 @@ def _is_oom(err: BaseException) -> bool:
                                                            and "out of memory" in str(err))
 
 
-def _clear_after_oom(tr: EngineTrainer) -> None:
+def _clear_after_oom(tr: Trainer) -> None:
     tr.optimizer.zero_grad(set_to_none=True)
-    _free(tr.device)
+    _free(tr.info.device)
 
 
-def measure_train(tr: EngineTrainer, batch: int, warmup: int, iters: int, peak_flops: float) -> dict[str, Any]:
+def measure_train(tr: Trainer, batch: int, warmup: int, iters: int, peak_flops: float) -> dict[str, Any]:
     """Steps/s, images/s, peak memory and MFU of the engine's step at ``batch``; ``oom`` if it did not fit."""
-    dev = tr.device
+    dev = tr.info.device
     x, y = _batch(tr, batch)
     _free(dev)
     if dev.type == "cuda":
@@ -248,9 +234,9 @@ def measure_train(tr: EngineTrainer, batch: int, warmup: int, iters: int, peak_f
         _clear_after_oom(tr)
         return {**out, "oom": True}
     step_s = statistics.median(times)
-    train_flops = 6 * tr.flops_per_image
+    train_flops = 2 * training_flops_per_sample(tr.model)  # the suite's multiply-adds -> FLOPs
     out.update(oom=False, seconds_per_step_median=step_s, seconds_per_step_all=times, steps_per_s=1 / step_s,
-               images_per_s=batch / step_s, model_flops_per_image=tr.flops_per_image,
+               images_per_s=batch / step_s, model_flops_per_image=tr.model.flops(),
                train_flops_per_image=train_flops, mfu=batch / step_s * train_flops / peak_flops)
     if dev.type == "cuda":
         out.update(peak_memory_bytes=torch.cuda.max_memory_allocated(dev),
@@ -291,12 +277,12 @@ def largest_batch(fits: Callable[[int], bool], start: int, limit: int, bisect: i
             "limit": limit}
 
 
-def _fits(tr: EngineTrainer) -> Callable[[int], bool]:
+def _fits(tr: Trainer) -> Callable[[int], bool]:
     def fits(batch: int) -> bool:
         x, y = _batch(tr, batch)
         try:
             _engine_train_step(tr, x, y)
-            _sync(tr.device)
+            _sync(tr.info.device)
             return True
         except Exception as err:  # noqa: BLE001
             if not _is_oom(err):
@@ -309,18 +295,18 @@ def _fits(tr: EngineTrainer) -> Callable[[int], bool]:
     return fits
 
 
-def profile_steps(tr: EngineTrainer, batch: int, steps: int, top: int = 12) -> list[dict[str, Any]]:
+def profile_steps(tr: Trainer, batch: int, steps: int, top: int = 12) -> list[dict[str, Any]]:
     """The ``top`` kernels (CUDA) or ops (CPU) by self time over ``steps`` training steps."""
     from torch.profiler import ProfilerActivity, profile
 
     x, y = _batch(tr, batch)
     _engine_train_step(tr, x, y)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if tr.device.type == "cuda" else [])
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if tr.info.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         for _ in range(steps):
             _engine_train_step(tr, x, y)
-        _sync(tr.device)
-    on_device = tr.device.type == "cuda"
+        _sync(tr.info.device)
+    on_device = tr.info.device.type == "cuda"
     rows = []
     for ev in prof.key_averages():
         us = (getattr(ev, "self_device_time_total", None) or getattr(ev, "self_cuda_time_total", 0)) if on_device \
@@ -332,17 +318,16 @@ def profile_steps(tr: EngineTrainer, batch: int, steps: int, top: int = 12) -> l
     for r in rows:
         r["share"] = r["self_ms_per_step"] / total
     del x, y
-    _free(tr.device)
+    _free(tr.info.device)
     return rows[:top]
 
 
 # ---- sampling -----------------------------------------------------------------------------------------------
-def measure_sampling(model: torch.nn.Module, name: str, overrides: dict[str, Any], batch: int, steps: int,
-                     cfg_scale: float, dev: torch.device, bf16: bool) -> dict[str, Any]:
+def measure_sampling(model: torch.nn.Module, cfg: ModelConfig, batch: int, steps: int, cfg_scale: float,
+                     dev: torch.device, bf16: bool) -> dict[str, Any]:
     """Images/s of the engine's sampler (Euler, CFG) for a whole ``steps``-step trajectory at ``batch``."""
     from mpdit_bench.engine.sampling import check_options, make_labels, sample_indices
 
-    cfg = model_config(name, **overrides)
     options = check_options({"steps": steps, "cfg_scale": cfg_scale, "batch_size": batch})
     labels = make_labels(batch, cfg.num_classes, "random", 0)
     if dev.type == "cuda":  # what `mpdit-bench sample` sets
@@ -596,7 +581,7 @@ def run_gpu_check(out_dir: str | Path, models: tuple[str, str] = ("MPDiT-XL", "S
         write_text_atomic(out / JSON_NAME, json.dumps(result, indent=2))
         write_text_atomic(out / MARKDOWN_NAME, markdown(result))
 
-    def train_row(tr: EngineTrainer, name: str, mode: str, kind: str, batch: int, floor: int = 1) -> dict[str, Any]:
+    def train_row(tr: Trainer, name: str, mode: str, kind: str, batch: int, floor: int = 1) -> dict[str, Any]:
         """Measure at ``batch``; after an out-of-memory row, again at 7/8 of it (multiples of 8 where
         possible), at most 3 times and never below ``floor``."""
         for _ in range(4):
@@ -612,7 +597,7 @@ def run_gpu_check(out_dir: str | Path, models: tuple[str, str] = ("MPDiT-XL", "S
 
     def eager_block(name: str) -> None:
         overrides = model_overrides(name, small, s["overrides"])
-        tr = _engine_trainer(name, overrides, dev, None)
+        tr = _engine_trainer(name, overrides, dev, None, workdir)
         try:
             s["common_batch"] = train_row(tr, name, "eager", "common", s["common_batch"])["batch"]
             result["profile"][name] = profile_steps(tr, s["common_batch"], s["profile_steps"])
@@ -624,14 +609,14 @@ def run_gpu_check(out_dir: str | Path, models: tuple[str, str] = ("MPDiT-XL", "S
                 train_row(tr, name, "eager", "largest", search["batch"], floor=s["common_batch"])
             for bf16 in ((False, True) if dev.type == "cuda" else (False,)):
                 result["sample"].append({"model": name, **measure_sampling(
-                    tr.ema, name, overrides, s["sample_batch"], s["sample_steps"], s["cfg_scale"], dev, bf16)})
+                    tr.ema, tr.mcfg, s["sample_batch"], s["sample_steps"], s["cfg_scale"], dev, bf16)})
                 save()
         finally:
             del tr
             _free(dev)
 
     def compiled(name: str, kind: str) -> None:
-        tr = _engine_trainer(name, model_overrides(name, small, s["overrides"]), dev, s["compile_backend"])
+        tr = _engine_trainer(name, model_overrides(name, small, s["overrides"]), dev, s["compile_backend"], workdir)
         try:
             if kind == "common":
                 train_row(tr, name, "compile", kind, s["common_batch"])
@@ -647,12 +632,13 @@ def run_gpu_check(out_dir: str | Path, models: tuple[str, str] = ("MPDiT-XL", "S
     phases: list[tuple[str, Callable[[], None]]] = [
         ("peak", lambda: result.update(peak=matmul_rate(dev, s["matmul_n"], s["matmul_reps"])))]
     phases += [(f"eager {m}", (lambda m=m: eager_block(m))) for m in models]
+    phases.append(("eval", lambda: result.update(eval=eval_check(dev, s["eval_images"], s["eval_size"],
+                                                                  s["eval_batch"], inception_weights, workdir))))
+    if compile:
+        phases += [(f"compile {m} common", (lambda m=m: compiled(m, "common"))) for m in models]
+        phases += [(f"compile {m} largest", (lambda m=m: compiled(m, "largest"))) for m in models]
     with tempfile.TemporaryDirectory() as tmp:
-        phases.append(("eval", lambda: result.update(eval=eval_check(dev, s["eval_images"], s["eval_size"],
-                                                                      s["eval_batch"], inception_weights, Path(tmp)))))
-        if compile:
-            phases += [(f"compile {m} common", (lambda m=m: compiled(m, "common"))) for m in models]
-            phases += [(f"compile {m} largest", (lambda m=m: compiled(m, "largest"))) for m in models]
+        workdir = Path(tmp)
         with _Budget(budget_s - (time.monotonic() - started)) as budget:
             for label, phase in phases:
                 if budget.left() <= 0:
