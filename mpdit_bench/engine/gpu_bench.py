@@ -548,6 +548,8 @@ def markdown(result: dict[str, Any]) -> str:
         met = "not measured" if t["met"] is None else ("yes" if t["met"] else "no")
         value = "-" if t["value"] is None else (f"{t['value']:.1%}" if "MFU" in t["target"] else f"{t['value']:.3f}")
         lines.append(f"| {t['target']} | {t['goal']} | {value} | {met} |")
+    if result["phase_s"]:
+        lines += ["", "Seconds per phase: " + ", ".join(f"{k} {v:.1f}" for k, v in result["phase_s"].items()) + "."]
     if result["skipped"]:
         lines += ["", "Not run: " + "; ".join(result["skipped"]) + "."]
     if result["errors"]:
