@@ -507,7 +507,8 @@ def markdown(result: dict[str, Any]) -> str:
              ""]
     if peak:
         lines += [f"Matmul rate ({peak['n']}^3, {peak['dtype']}, random data): "
-                  f"{peak['flops_per_s'] / 1e12:.4g} TFLOP/s (the MFU denominator).", ""]
+                  f"{peak['flops_per_s'] / 1e12:.4g} TFLOP/s (the MFU denominator). torch.compile rows: "
+                  f"backend {result['settings']['compile_backend']}.", ""]
     lines += ["## Training (the engine's step: flow loss, AdamW, EMA)", "",
               "| model | compile | batch | kind | steps/s | images/s | peak mem GiB | MFU | warm-up s |",
               "|---|---|---|---|---|---|---|---|---|"]
