@@ -14,15 +14,14 @@ the budget (or killed) still leaves what it had:
                 on the CPU: max relative difference and images/s
 
 MFU = images/s x training FLOPs per image / the measured matmul rate. The suite counts one multiply-add
-as one FLOP (``model.flops()``); the matmul rate counts two, so a forward pass is 2 x model.flops() and a
-training step (forward + backward, twice the forward) 6 x model.flops() per image. EMA and the optimizer
-are in the step time but not in the FLOPs.
+as one FLOP (``model.flops()``, ``counting.training_flops_per_sample`` = 3 x forward); the matmul rate
+counts two, so a training step costs 2 x 3 x model.flops() per image. EMA and the optimizer are in the
+step time but not in the FLOPs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import math
 import platform
@@ -116,7 +115,7 @@ def _free(dev: torch.device) -> None:
 
 
 def _timed(fn: Callable[[], Any], reps: int, dev: torch.device) -> list[float]:
-    """Seconds of each of ``reps`` calls: CUDA events on a GPU, the host clock (after a sync) elsewhere."""
+    """Seconds of each of ``reps`` calls: CUDA events on a GPU, the host clock elsewhere."""
     if dev.type == "cuda":
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
         for start, end in events:
