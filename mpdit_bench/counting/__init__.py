@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_MEASURE = ("analytic_counts", "build_for_counting", "count", "count_model", "count_schedule", "example_inputs",
+_MEASURE = ("analytic_counts", "build_for_counting", "count", "count_config", "count_model", "count_schedule", "example_inputs",
             "fvcore_flops", "paper_convention_flops", "param_count", "param_counts", "preset_rows", "ptflops_macs",
             "training_flops_per_sample", "trajectory_flops")
 

@@ -198,6 +198,14 @@ def count_schedule(model: nn.Module, cross_check: bool = True) -> dict:
 
 
 # ---- a named preset with overrides, as plain dicts for the CLI, sweeps and reports -------------------------
+def count_config(cfg: ModelConfig, cross_check: bool = True) -> dict[str, Any]:
+    """Every count of a resolved config (a schedule model: its finest stage, every stage and the trajectory
+    average), with the config and its hash."""
+    model = build_for_counting(cfg)
+    result = count_schedule(model, cross_check) if cfg.time_patch_sizes else count(model, cross_check=cross_check)
+    return {**result, "config": cfg.to_dict(), "config_hash": cfg.config_hash()}
+
+
 def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | None = None,
                 cross_check: bool = True) -> dict[str, Any]:
     """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset.
@@ -206,17 +214,13 @@ def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | No
     pass at low noise), plus ``stages``, ``gflops_expected`` (per network evaluation, averaged over a
     trajectory), ``relative_flops_pct`` (vs. the same model without the schedule) and the published ratios."""
     cfg = model_config(name, resolution, **(overrides or {}))
-    model = build_for_counting(cfg)
-    result = count_schedule(model, cross_check) if cfg.time_patch_sizes else count(model, cross_check=cross_check)
     paper = paper_figures(name, cfg)
     out = {
         "model": get_preset(name).name,
-        **result,
+        **count_config(cfg, cross_check),
         "paper_params": paper.params_m if paper else None,
         "paper_gflops": paper.gflops if paper else None,
         "paper_source": paper.source if paper else None,
-        "config": cfg.to_dict(),
-        "config_hash": cfg.config_hash(),
     }
     if cfg.time_patch_sizes:
         out["paper_relative_flops_pct"] = paper.relative_flops_pct if paper else None

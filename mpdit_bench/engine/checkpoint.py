@@ -12,7 +12,6 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.files import atomic_path, write_text_atomic
+from mpdit_bench.files import atomic_path, save_torch_atomic, write_text_atomic
 
 FORMAT = "mpdit-bench-checkpoint-v1"
 REQUIRED = ("format", "step", "model", "model_config")
@@ -45,13 +44,7 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> Path:
-    """torch.save into a temporary file beside ``path``, fsync, then rename over it."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-    return Path(path)
+    return save_torch_atomic(obj, path)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -87,12 +87,4 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
-__all__ = ["DistInfo", "setup", "teardown", "barrier", "all_mean", "all_gather_objects", "broadcast_object"]
+__all__ = ["DistInfo", "setup", "teardown", "barrier", "all_mean", "all_gather_objects"]

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
-from mpdit_bench.models import model_config
+from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.engine.sampling import check_cfg_scale, check_options
 
-SECTIONS = ("model", "model_overrides", "data", "train", "sample")
+SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample")
 DATASETS = ("fashion-mnist", "latents")
 
 
@@ -105,14 +105,18 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     overrides = raw.get("model_overrides") or {}
     if not isinstance(overrides, dict):
         raise ConfigError("model_overrides", overrides, "a mapping of model config keys to values", source)
-    try:
-        mcfg = model_config(raw["model"], **overrides)  # validates the preset and every override
-    except ConfigError as err:
-        key = err.key if err.key == "model" else f"model_overrides.{err.key}"
-        raise ConfigError(key, err.value, err.allowed, source) from None
+    if raw.get("model_config") is not None:  # resolved already: the preset only names the run's model
+        mcfg = _resolved_model_config(raw["model"], raw["model_config"], overrides, source)
+    else:
+        try:
+            mcfg = model_config(raw["model"], **overrides)  # validates the preset and every override
+        except ConfigError as err:
+            key = err.key if err.key == "model" else f"model_overrides.{err.key}"
+            raise ConfigError(key, err.value, err.allowed, source) from None
     if not isinstance(raw.get("sample") or {}, dict):
         raise ConfigError("sample", raw["sample"], "a mapping of sampling options", source)
     cfg = {"model": raw["model"], "model_overrides": dict(overrides),
+           **({"model_config": mcfg.to_dict()} if raw.get("model_config") is not None else {}),
            "data": _fill("data", raw.get("data"), DATA_KEYS, source),
            "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
            "sample": dict(raw.get("sample") or {})}
@@ -124,6 +128,27 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
         raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
     return cfg
+
+
+def _resolved_model_config(preset: str, given: Any, overrides: dict[str, Any], source: str) -> ModelConfig:
+    """The run's resolved model config (what the sweep wrote, or training recorded); every key of
+    model_overrides must agree with it."""
+    try:
+        get_preset(preset)
+    except ConfigError as err:
+        raise ConfigError("model", err.value, err.allowed, source) from None
+    if not isinstance(given, dict):
+        raise ConfigError("model_config", given, "a mapping with every model config key (a resolved config)", source)
+    mcfg = ModelConfig.from_dict(given, source=f"{source} model_config")
+    for key, value in overrides.items():
+        try:
+            agrees = mcfg.replace(**{key: value}) == mcfg
+        except ConfigError as err:
+            raise ConfigError(f"model_overrides.{err.key}", err.value, err.allowed, source) from None
+        if not agrees:
+            raise ConfigError(f"model_overrides.{key}", value, f"{getattr(mcfg, key)!r}, the value of model_config.{key} "
+                              "(the resolved config), or unset", source)
+    return mcfg
 
 
 def _check_schedule_keys(tc: dict[str, Any], mcfg: ModelConfig, source: str) -> None:
@@ -161,8 +186,15 @@ def load_run_config(path: str | Path, sets: list[str] | None = None) -> dict[str
 
 
 def resolve_model_config(run_cfg: dict[str, Any], info: dict[str, Any]) -> ModelConfig:
-    """The preset with overrides; channels, classes and latent side come from the data."""
+    """The run's ``model_config`` when it has one (a sweep's runs do), else the preset with overrides;
+    channels, classes and latent side come from the data and must agree with either."""
     from_data = {"in_channels": info["channels"], "num_classes": info["num_classes"], "input_size": info["size"]}
+    if run_cfg.get("model_config") is not None:
+        mcfg = ModelConfig.from_dict(run_cfg["model_config"])
+        for key, value in from_data.items():
+            if getattr(mcfg, key) != value:
+                raise ConfigError(f"model_config.{key}", getattr(mcfg, key), f"{value} (set by the data {info['name']})")
+        return mcfg
     for key, value in from_data.items():
         given = run_cfg["model_overrides"].get(key)
         if given is not None and given != value:

@@ -349,7 +349,8 @@ class Trainer:
             init_weights_from(tc["init_from"], self.model, self.ema, self.mcfg)
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            checkpoint.write_text_atomic(self.out / "config.yaml", yaml.safe_dump(self.run_cfg, sort_keys=False))
+            recorded = {**self.run_cfg, "model_config": self.mcfg.to_dict()}  # the resolved config travels with the run
+            checkpoint.write_text_atomic(self.out / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's batches on the device, epoch after epoch, from the saved position on."""

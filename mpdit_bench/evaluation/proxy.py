@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mpdit_bench.evaluation.inception import atomic_save, cache_dir, sha256_file
+from mpdit_bench.evaluation.inception import cache_dir
+from mpdit_bench.files import save_torch_atomic, sha256_file
 
 RECIPE = {"version": 1, "arch": "conv16-32-64-fc128", "epochs": 2, "batch_size": 128, "lr": 2e-3, "seed": 0,
           "train_limit": None, "test_limit": None}
@@ -108,7 +109,7 @@ def proxy_weights(recipe: dict | None = None, progress: bool = True) -> tuple[st
         meta = folder / f"{path.stem}.json"
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"recipe": recipe, "test_accuracy": accuracy}, indent=2))
-        atomic_save(state, path)
+        save_torch_atomic(state, path)
     return str(path), sha256_file(path)
 
 

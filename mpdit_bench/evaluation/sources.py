@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from mpdit_bench.files import save_npz_atomic
+from mpdit_bench.files import save_npz_atomic, sha256_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DATASETS = ("fashion-mnist:train", "fashion-mnist:test")
@@ -88,14 +88,6 @@ def _npz_reader(path: Path, shape: tuple, key: str = "arr_0"):
                     raise SourceError(f"{path}: {key} is truncated at image {start}")
                 yield to_rgb(np.frombuffer(raw, np.uint8).reshape((n,) + tuple(shape[1:])), str(path))
     return read
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_npz(path: Path) -> Source:

@@ -81,8 +81,8 @@ class RunSpec:
         """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` is the sweep's own key
         (how many samples the sample stage draws), not a sampling default of the run config."""
         sampling_defaults = {k: v for k, v in self.sample.items() if k != "num"}
-        return {"model": self.model, "model_overrides": self.model_overrides, "data": self.data,
-                "train": self.train, "sample": sampling_defaults}
+        return {"model": self.model, "model_overrides": self.model_overrides, "model_config": self.model_config,
+                "data": self.data, "train": self.train, "sample": sampling_defaults}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

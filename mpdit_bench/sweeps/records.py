@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -11,20 +10,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from mpdit_bench.files import sha256_file
 from mpdit_bench.sweeps.experiment import RunSpec
 from mpdit_bench.sweeps.stages import read_metrics_csv
 
 RECORD_VERSION = 1
 
 
-def sha256_file(path: Path, limit_mb: int = 4096) -> str | None:
+def _sha256_if_small(path: Path, limit_mb: int = 4096) -> str | None:
+    """Hash of a run's file; None when it is missing or too large to hash in passing."""
     if not path.is_file() or path.stat().st_size > limit_mb * 2**20:
         return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 @lru_cache(maxsize=1)
@@ -77,8 +74,8 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
     evaluation = dict(stages.get("evaluate", {}).get("result", {}))
     metrics = {k: v for k, v in evaluation.items()  # numbers and nulls; notes and lists stay in "evaluation"
                if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
-    hashes = {"checkpoint_sha256": sha256_file(run_dir / "checkpoints" / "last.pt"),
-              "samples_sha256": sha256_file(run_dir / "samples.npz"),
+    hashes = {"checkpoint_sha256": _sha256_if_small(run_dir / "checkpoints" / "last.pt"),
+              "samples_sha256": _sha256_if_small(run_dir / "samples.npz"),
               "inception_weights_sha256": evaluation.get("inception_weights_sha256"),
               "reference_sha256": evaluation.get("reference_sha256")}
     sample = stages.get("sample", {}).get("result", {})

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
+from mpdit_bench.config import ModelConfig
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.sweeps.experiment import RunSpec
 
@@ -142,9 +143,9 @@ class Stages:
         self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
 
     def count(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-        from mpdit_bench.counting import count_model
+        from mpdit_bench.counting import count_config
 
-        result = count_model(spec.model, spec.resolution, spec.model_overrides, cross_check=False)
+        result = count_config(ModelConfig.from_dict(spec.model_config), cross_check=False)
         return {k: result[k] for k in ("params", "params_trainable", "gflops", "gflops_analytic",
                                        "gflops_paper_convention", "config_hash")}
 
