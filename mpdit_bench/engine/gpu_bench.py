@@ -39,10 +39,10 @@ import torch
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.counting.measure import training_flops_per_sample
 from mpdit_bench.engine.bench import _release_host_memory, _RssPeak
-from mpdit_bench.engine.checkpoint import write_text_atomic
 from mpdit_bench.engine.distributed import DistInfo
 from mpdit_bench.engine.run_config import validate_run_config
 from mpdit_bench.engine.train import Trainer
+from mpdit_bench.files import sha256_file, write_text_atomic
 from mpdit_bench.models import model_config
 
 JSON_NAME, MARKDOWN_NAME = "gpu_check.json", "gpu_check.md"
@@ -401,7 +401,7 @@ def eval_check(dev: torch.device, n: int, size: int, batch: int, weights: str, w
     (pool3 and sFID features) and images/s, with torch's cuDNN TF32 default (what `evaluate --device
     cuda` runs) and with TF32 off."""
     from mpdit_bench.evaluation.features import InceptionFeatures
-    from mpdit_bench.evaluation.inception import resolve_weights, sha256_file, torchscript_path, WeightsError
+    from mpdit_bench.evaluation.inception import WeightsError, resolve_weights, torchscript_path
 
     if weights == "auto":
         try:
