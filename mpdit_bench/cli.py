@@ -462,9 +462,11 @@ def extract_latents(images: str = typer.Option(..., "--images", help="Folder of 
 
 
 @app.command()
-def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (images/s)"),
-          model: str = typer.Option(..., "--model", "-m", help="Model A (preset or shorthand)"),
-          vs: str = typer.Option(..., "--vs", help="Model B"),
+def bench(mode: str = typer.Argument(..., help="train (steps/s), sample (images/s) or gpu (the whole GPU check: "
+                                     "training, sampling, memory, MFU, evaluation; docs/PERFORMANCE.md)"),
+          model: Optional[str] = typer.Option(None, "--model", "-m", help="Model A (preset or shorthand; "
+                                              "gpu: default MPDiT-XL)"),
+          vs: Optional[str] = typer.Option(None, "--vs", help="Model B (gpu: default SiT-XL/2)"),
           batch: int = typer.Option(8, "--batch", help="Batch per step (the same for both)"),
           overrides: Optional[list[str]] = SetOption,
           resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
@@ -474,18 +476,45 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (image
           sample_steps: int = typer.Option(250, "--sample-steps", help="Trajectory length for sample images/s"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
           threads: Optional[int] = typer.Option(None, help="torch CPU threads (1 is fastest on shared cores)"),
-          out_dir: str = typer.Option("results/bench", "--out-dir", help="Where the JSON goes")) -> None:
-    """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions."""
+          out_dir: Optional[str] = typer.Option(None, "--out-dir", help="Where the JSON goes (default "
+                                                "results/bench; gpu: results/gpu_check, with a markdown table)"),
+          small: bool = typer.Option(False, "--small", help="gpu: the CPU smoke size (tiny models, a few steps)"),
+          budget_s: float = typer.Option(420.0, "--budget-s", help="gpu: stop and write what was measured after "
+                                         "this many seconds"),
+          no_compile: bool = typer.Option(False, "--no-compile", help="gpu: skip the torch.compile rows"),
+          inception_weights: str = typer.Option("auto", "--inception-weights", help="gpu: auto (the converted "
+                                                "real weights where installed, else seeded), seeded, or a PATH"),
+          settings: Optional[list[str]] = typer.Option(None, "--setting", help="gpu: KEY=VALUE of the check's "
+                                                       "settings (repeatable), e.g. --setting common_batch=64")) -> None:
+    """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions;
+    `bench gpu` runs the whole GPU check (docs/PERFORMANCE.md)."""
     import torch
 
     from mpdit_bench.engine.bench import MODES, compare
 
     if threads:
         torch.set_num_threads(threads)
-    if mode not in MODES:
-        fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
-    result = compare(mode, model, vs, batch, parse_set(overrides or []), out_dir, resolution=resolution,
-                     warmup=warmup, reps=reps, iters=iters, sample_steps=sample_steps, device=device)
+    if mode not in (*MODES, "gpu"):
+        fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}, gpu")
+    if mode == "gpu":
+        from mpdit_bench.engine.gpu_bench import FULL, markdown, run_gpu_check
+
+        extra = parse_set(settings or [], "--setting")
+        unknown = sorted(set(extra) - set(FULL))
+        if unknown:
+            fail(f"--setting {unknown[0]}: unknown; allowed: {', '.join(FULL)}")
+        if overrides:
+            extra["overrides"] = parse_set(overrides)
+        result = run_gpu_check(out_dir or "results/gpu_check", (model or "MPDiT-XL", vs or "SiT-XL/2"), device,
+                               small, budget_s, not no_compile, inception_weights, **extra)
+        print(markdown(result), end="")
+        print(f"wrote {' and '.join(result['paths'])}")
+        return
+    if model is None or vs is None:
+        fail(f"bench {mode} needs --model and --vs")
+    result = compare(mode, model, vs, batch, parse_set(overrides or []), out_dir or "results/bench",
+                     resolution=resolution, warmup=warmup, reps=reps, iters=iters, sample_steps=sample_steps,
+                     device=device)
     table = Table(title=f"bench {mode}, batch {batch}, {result['a']['device']}")
     for col in ("model", "params (M)", "GFLOPs/img", "images/s", "s/iter (median)", "peak mem (MiB)"):
         table.add_column(col, justify="left" if col == "model" else "right")
