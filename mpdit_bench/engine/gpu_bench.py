@@ -185,7 +185,6 @@ def _engine_trainer(name: str, overrides: dict[str, Any], dev: torch.device, com
 
 def _engine_train_step(tr: Trainer, x: torch.Tensor, y: torch.Tensor) -> float:
     """The engine's training step (draws, autocast, flow loss, loss read, AdamW, EMA) on ``x``, ``y``."""
-    tr.tc["global_batch"] = len(x)  # the step draws noise for the global batch: in one process, this batch
     return tr.step(x, y)
 
 

@@ -365,9 +365,10 @@ class Trainer:
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimizer step and EMA update on this rank's batch; returns the loss averaged over ranks."""
+        """One optimizer step and EMA update on this rank's batch; returns the loss averaged over ranks.
+        The draws are made for the global batch (this batch x world size) and this rank takes its rows."""
         tc, info, pos = self.tc, self.info, self.position
-        draws = flow.draw(self.shape, tc["global_batch"], info.rank, info.world_size, tc["seed"], pos.step,
+        draws = flow.draw(self.shape, len(x) * info.world_size, info.rank, info.world_size, tc["seed"], pos.step,
                           tc["label_drop"], tc["t_mean"], tc["t_std"], info.device, self.times)
         with autocast(info.device, tc["precision"]):
             loss = flow.flow_loss(self.net, x, y, draws, self.mcfg.num_classes)
