@@ -138,3 +138,13 @@ def test_smoke_with_compile(tmp_path):
                                                            for k in ("common", "largest")}
     assert all(r["images_per_s"] > 0 and r["mfu"] > 0 for r in compiled)
     assert all(t["value"] is not None for t in result["targets"] if "step time" in t["target"])
+
+
+def test_seeded_inception_features_are_not_degenerate(tmp_path):
+    """Otherwise the CUDA-vs-CPU comparison on seeded weights would compare near-zero vectors."""
+    from mpdit_bench.evaluation.features import InceptionFeatures
+
+    feats = InceptionFeatures(G.seeded_inception_weights(tmp_path / "w.pth"), "cpu")(G.smooth_images(2, 32))
+    pool3 = feats["pool3"]
+    assert pool3.shape == (2, 2048) and 0.01 < pool3.std() < 10 and (pool3 > 0).mean() > 0.5
+    assert abs(pool3[0] - pool3[1]).max() > 0.01 and feats["spatial"].std() > 1e-3
