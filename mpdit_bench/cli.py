@@ -284,7 +284,7 @@ def _sweep_slurm(experiment: str, runs: list, results: str, settings: list[str])
         console.print("every run is finished; nothing to submit")
         return
     params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
-    executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc)
+    executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
     jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results))
     console.print(f"submitted {len(jobs)} job(s): " + ", ".join(j.job_id for j in jobs))
 

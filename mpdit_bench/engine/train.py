@@ -345,6 +345,8 @@ class Trainer:
             self.last_saved = self.position.step
             if len(state["rng"]) == self.info.world_size:
                 checkpoint.set_rng_state(state["rng"][self.info.rank], self.info.device)
+            if self.info.is_main:  # a requeued or resubmitted job's log says where it picked up
+                print(f"resumed from {self.last_path} at step {self.position.step}", flush=True)
         elif tc["init_from"]:
             init_weights_from(tc["init_from"], self.model, self.ema, self.mcfg)
         if self.info.is_main:
