@@ -282,4 +282,5 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape", "patch_shape_name"]
+__all__ = ["ConfigError", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
+           "patch_shape_name"]

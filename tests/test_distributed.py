@@ -106,9 +106,12 @@ def test_the_sweep_runners_launch_for_several_processes(tmp_path):
     from mpdit_bench.sweeps.experiment import RunSpec
     from mpdit_bench.sweeps.stages import Stages, train_command
 
+    from mpdit_bench.models import model_config
+
     cfg = tiny_run(steps=4, ckpt_every=4)
-    spec = RunSpec("e", "cpu", "two ranks", cfg["model"], cfg["model_overrides"], {}, {}, 256, 2, cfg["data"],
-                   cfg["train"], {}, {}, run_id="r2")
+    resolved = model_config(cfg["model"], **cfg["model_overrides"], in_channels=1, num_classes=10, input_size=32)
+    spec = RunSpec("e", "cpu", "two ranks", cfg["model"], cfg["model_overrides"], resolved.to_dict(),
+                   resolved.to_dict(), 256, 2, cfg["data"], cfg["train"], {}, {}, run_id="r2")
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     assert train_command(spec, run, env=env)[:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]

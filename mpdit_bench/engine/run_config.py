@@ -12,7 +12,7 @@ from typing import Any
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.engine.sampling import check_cfg_scale, check_options
-from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num
+from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
 SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample")
 DATASETS = ("fashion-mnist", "latents")
@@ -27,7 +27,8 @@ TRAIN_KEYS: dict[str, Key] = {
     "ema_warmup": Key(False, is_bool,
                       "true or false (decay min(ema_decay, (1+step)/(10+step)): a short run's EMA leaves the init)"),
     "weight_decay": Key(0.01, lambda v: is_num(v) and v >= 0, "a number >= 0"),
-    "betas": Key([0.9, 0.999], lambda v: isinstance(v, list) and len(v) == 2 and all(is_num(b) and 0 <= b < 1 for b in v),
+    "betas": Key([0.9, 0.999],
+                 lambda v: isinstance(v, list) and len(v) == 2 and all(is_num(b) and 0 <= b < 1 for b in v),
                  "two numbers in [0, 1), e.g. [0.9, 0.999]"),
     "grad_clip": Key(None, lambda v: v is None or (is_num(v) and v > 0), "null (no clipping) or a max grad norm > 0"),
     "label_drop": Key(0.1, lambda v: is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
@@ -45,23 +46,23 @@ TRAIN_KEYS: dict[str, Key] = {
     "keep_every": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (steps between kept step_*.pt; 0 = none)"),
     "val_every": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no validation)"),
     "val_size": Key(512, lambda v: is_int(v) and v >= 1, "an integer >= 1 (held-out samples)"),
-    "time_limit_s": Key(None, lambda v: v is None or (is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
+    "time_limit_s": Key(None, optional(lambda v: is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
     "resume": Key(True, is_bool, "true or false (continue from RUN/checkpoints/last.pt)"),
     "progress": Key(True, is_bool, "true or false (rich progress bar)"),
-    "tensorboard": Key(False, is_bool, "true or false (metrics.csv's rows also as TensorBoard events in RUN/tensorboard)"),
+    "tensorboard": Key(False, is_bool, "true or false (metrics.csv rows also as TensorBoard events in RUN/tensorboard)"),
     # PPFlow (models with model_overrides.time_patch_sizes): t drawn per stage in these proportions
     "stage_proportions": Key(None, lambda v: v is None or (isinstance(v, list) and len(v) >= 1
                                                            and all(is_num(p) and p >= 0 for p in v) and sum(v) > 0),
                              "null (PPFlow's: each stage's share of t, e.g. 50/25/25) or numbers >= 0, one per stage, "
                              "coarse first, e.g. [0.5, 0.25, 0.25]"),
     "packing": Key(False, is_bool, "true or false (Patch n' Pack, one-level PPFlow models)"),
-    "init_from": Key(None, lambda v: v is None or isinstance(v, str),
-                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (e.g. convert's output)"),
+    "init_from": Key(None, optional(lambda v: isinstance(v, str)),
+                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (convert's output)"),
 }
 DATA_KEYS: dict[str, Key] = {
     "name": Key("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
     "path": Key(None, lambda v: v is None or isinstance(v, str), "a latent store directory (for name: latents)"),
-    "limit": Key(None, lambda v: v is None or (is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
+    "limit": Key(None, optional(lambda v: is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
 }
 
 
