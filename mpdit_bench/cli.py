@@ -283,8 +283,14 @@ def _sweep_slurm(experiment: str, runs: list, results: str, settings: list[str])
     if not todo:
         console.print("every run is finished; nothing to submit")
         return
-    params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
-    executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
+    try:
+        params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
+    except ConfigError as err:
+        fail(str(err))
+    try:  # submitit checks every setting's name and type: a mistake stops here, before any job is submitted
+        executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
+    except (NameError, TypeError, ValueError) as err:
+        fail(f"{experiment}: Slurm settings (scales.{todo[0].scale}.slurm, then --slurm) {params} are invalid: {err}")
     jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results))
     console.print(f"submitted {len(jobs)} job(s): " + ", ".join(j.job_id for j in jobs))
 

@@ -111,3 +111,13 @@ def test_report_finds_an_experiment_by_file_name(monkeypatch, tmp_path):
     assert (out / "upsample_paper.md").is_file()
     missing = runner.invoke(app, ["report", "upsampl.yaml", "--results", str(tmp_path / "none"), "--out", str(out)])
     assert missing.exit_code == 2 and "upsample" in missing.output
+
+
+def test_a_bad_slurm_setting_stops_the_sweep_before_any_job(tmp_path):
+    path = _write(tmp_path, EXPERIMENT)
+    results = tmp_path / "results"
+    result = runner.invoke(app, ["sweep", str(path), "--scale", "cpu", "--results", str(results),
+                                 "--slurm", "slurm_partiton=debug"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "slurm_partiton" in text and str(path) in text
+    assert not list(results.rglob("*.sh"))  # no submission script written, nothing submitted
