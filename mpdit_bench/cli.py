@@ -202,7 +202,7 @@ def tables(table: Optional[str] = typer.Option(None, "--table", help="One table 
 
 # ---- sweeps, search and reports -----------------------------------------------------------------------------
 @app.command()
-def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. experiments/ablation_k.yaml"),
+def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in experiments/, e.g. ablation_k"),
           scale: str = typer.Option("cpu", help="paper (ImageNet latents, 8 GPUs) or cpu (Fashion-MNIST, minutes)"),
           results: str = typer.Option("results", help="Results folder (one sub-folder per run)"),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs with params, GFLOPs and cost"),
@@ -212,8 +212,10 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. expe
           live: bool = typer.Option(True, help="Live view of runs done / running / left")) -> None:
     """Run an experiment end to end: count, train, sample, evaluate, record. Resumable; shareable by workers."""
     from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.lookup import find_experiment
 
     try:
+        experiment = str(find_experiment(experiment))
         exp = load_experiment(experiment)
         runs = exp.runs(scale)
     except ConfigError as err:
@@ -281,23 +283,30 @@ def _sweep_slurm(experiment: str, runs: list, results: str, settings: list[str])
     if not todo:
         console.print("every run is finished; nothing to submit")
         return
-    params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
-    executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc)
+    try:
+        params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
+    except ConfigError as err:
+        fail(str(err))
+    try:  # submitit checks every setting's name and type: a mistake stops here, before any job is submitted
+        executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
+    except (NameError, TypeError, ValueError) as err:
+        fail(f"{experiment}: Slurm settings (scales.{todo[0].scale}.slurm, then --slurm) {params} are invalid: {err}")
     jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results))
     console.print(f"submitted {len(jobs)} job(s): " + ", ".join(j.job_id for j in jobs))
 
 
 @app.command()
-def search(space: str = typer.Argument(..., help="Search space YAML, e.g. experiments/search_space.yaml"),
+def search(space: str = typer.Argument(..., help="Search space YAML or name in experiments/, e.g. search_space"),
            trials: int = typer.Option(10, "--trials", "-n", help="Trials for this worker to run"),
            storage: Optional[str] = typer.Option(None, help="Optuna storage: an RDB URL (sqlite:///x.db, "
                                                  "postgresql://...) or a journal file path ending in .log"),
            results: str = typer.Option("results", help="Results folder for the trials' runs")) -> None:
     """Multi-objective architecture search (quality vs GFLOPs) with Optuna, under a GFLOPs budget."""
+    from mpdit_bench.sweeps.lookup import find_experiment
     from mpdit_bench.sweeps.search import load_space, run_search
 
     try:
-        spec = load_space(space)
+        spec = load_space(find_experiment(space, kind="space"))
     except ConfigError as err:
         fail(str(err))
     study = run_search(spec, trials, storage=storage, results_dir=results)
@@ -317,20 +326,22 @@ def report(experiment: Optional[str] = typer.Argument(None, help="Experiment nam
            out: str = typer.Option("reports", help="Output folder for markdown and PNG")) -> None:
     """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
     from mpdit_bench.reports.report import write_reports
+    from mpdit_bench.sweeps.lookup import EXPERIMENTS_DIR, experiment_names, find_experiment
 
-    from pathlib import Path
-
-    name, experiments_dir = experiment, Path("experiments")
-    if experiment and experiment.endswith((".yaml", ".yml")):
-        name, experiments_dir = Path(experiment).stem, Path(experiment).parent
+    name, experiments_dir = experiment, EXPERIMENTS_DIR
     try:
+        if experiment and experiment.endswith((".yaml", ".yml")):  # a bare name may name records only (search)
+            path = find_experiment(experiment)
+            name, experiments_dir = path.stem, path.parent
         written = write_reports(results, out, name, experiments_dir)
     except ConfigError as err:
         fail(str(err))
     for path in written:
         console.print(f"wrote {path}")
     if not written:
-        fail(f"no records found under {results}" + (f" for experiment {name}" if name else ""), code=1)
+        known = ", ".join(experiment_names(experiments_dir))
+        fail(f"no records found under {results}" + (f" for experiment {name} (experiments in {experiments_dir}/: "
+                                                     f"{known})" if name else ""), code=1)
 
 
 # ---- training, sampling, latents, benchmarks ----------------------------------------------------------------
