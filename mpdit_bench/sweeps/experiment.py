@@ -134,11 +134,6 @@ class Experiment:
 
 
 # ---- loading and validation ----------------------------------------------------------------------
-def _need(cond: bool, key: str, value: Any, allowed: str, source: str) -> None:
-    if not cond:
-        raise ConfigError(key, value, allowed, source)
-
-
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; every run of both scales is resolved once to check it."""
     source = str(path)
@@ -315,7 +310,7 @@ def _paper_row(ref: Any, paper_table: str | None, full: ModelConfig, scale: str,
     if scale != "paper":
         want.pop("input_size"), have.pop("input_size")
     differ = sorted(k for k in want if want[k] != have[k])
-    _need(not differ, "paper_row", ref, f"a row whose architecture is the run's: the run differs in "
+    _need(not differ, "paper_row", ref, "a row whose architecture is the run's: the run differs in "
           + ", ".join(f"{k} (run {have[k]!r}, row {want[k]!r})" for k in differ), source)
     return row.ref
 
