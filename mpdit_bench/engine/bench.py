@@ -22,11 +22,12 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from mpdit_bench.engine.checkpoint import write_text_atomic
+from mpdit_bench.counting import param_count
+from mpdit_bench.files import write_text_atomic
 from mpdit_bench.models import build_model, model_config
 
 MODES = ("train", "sample")
@@ -79,14 +80,37 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _iteration(model: torch.nn.Module, mode: str, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, amp,
+               cfg_scale: float) -> Callable[[], None]:
+    """One timed unit: a training step (forward, backward, AdamW) or one guided velocity evaluation."""
+    from mpdit_bench.engine.sampling import guided_velocity
+
+    cfg = model.cfg
+    if mode == "train":
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+        def step() -> None:
+            with amp:
+                loss = (model(x, t, y)[:, : cfg.in_channels].float() - x).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    model.eval()
+    velocity = guided_velocity(model, cfg.in_channels, cfg.num_classes, cfg_scale)
+
+    def evaluation() -> None:
+        with torch.no_grad(), amp:
+            velocity(x, 0.5, y)
+    return evaluation
+
+
 def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], resolution: int = 256,
                 warmup: int = 2, reps: int = 5, iters: int = 5, sample_steps: int = 250, cfg_scale: float = 1.5,
                 device: str = "auto") -> dict[str, Any]:
     """Throughput and peak memory of one model; see the module docstring for what is measured."""
     if mode not in MODES:
         raise ValueError(f"bench mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
-    from mpdit_bench.engine.sampling import guided_velocity
-
     dev = _device(device)
     cfg = model_config(name, resolution, **overrides)
     _release_host_memory()
@@ -104,24 +128,7 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     with rss if rss else contextlib.nullcontext():
         torch.manual_seed(0)
         model = build_model(cfg).to(dev)
-        params = sum(p.numel() for p in model.parameters())
-        if mode == "train":
-            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-            def one() -> None:
-                with amp:
-                    loss = (model(x, t, y)[:, : cfg.in_channels].float() - x).pow(2).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        else:
-            model.eval()
-            velocity = guided_velocity(model, cfg.in_channels, cfg.num_classes, cfg_scale)
-
-            def one() -> None:
-                with torch.no_grad(), amp:
-                    velocity(x, 0.5, y)
-
+        one = _iteration(model, mode, x, t, y, amp, cfg_scale)
         for _ in range(warmup):
             one()
         for _ in range(reps):
@@ -133,7 +140,7 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
             times.append((time.perf_counter() - start) / iters)
     per_iter = statistics.median(times)
     out = {"model": name, "mode": mode, "batch": batch, "resolution": resolution, "device": str(dev),
-           "params": params, "gflops_per_image": model.flops() / 1e9, "seconds_per_iter_median": per_iter,
+           "params": param_count(model), "gflops_per_image": model.flops() / 1e9, "seconds_per_iter_median": per_iter,
            "seconds_per_iter_all": times, "warmup": warmup, "reps": reps, "iters_per_rep": iters,
            "config": cfg.to_dict()}
     if mode == "train":
