@@ -120,7 +120,7 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
     from PIL import Image
 
     from mpdit_bench.engine import distributed
-    from mpdit_bench.engine.checkpoint import write_text_atomic
+    from mpdit_bench.files import write_text_atomic
     from mpdit_bench.engine.progress import progress_bar
 
     out = Path(out)

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from mpdit_bench.files import atomic_path, save_torch_atomic, write_text_atomic
+from mpdit_bench.files import save_torch_atomic
 
 FORMAT = "mpdit-bench-checkpoint-v1"
 REQUIRED = ("format", "step", "model", "model_config")
@@ -68,5 +68,4 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     return ckpt
 
 
-__all__ = ["CheckpointError", "FORMAT", "atomic_path", "load", "rng_state", "save_atomic", "set_rng_state",
-           "write_text_atomic"]
+__all__ = ["CheckpointError", "FORMAT", "load", "rng_state", "save_atomic", "set_rng_state"]

@@ -26,7 +26,7 @@ import torch
 
 from mpdit_bench.engine import checkpoint, distributed
 from mpdit_bench import ppflow
-from mpdit_bench.files import save_npz_atomic
+from mpdit_bench.files import atomic_path, save_npz_atomic
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.engine.progress import progress_bar
 from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
@@ -226,7 +226,7 @@ def save_grid(images: np.ndarray, path: str | Path, nrow: int) -> Path:
     for i, img in enumerate(images):
         r, c = divmod(i, nrow)
         canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img
-    with checkpoint.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         Image.fromarray(canvas).save(tmp)
     return Path(path)
 

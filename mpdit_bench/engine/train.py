@@ -38,6 +38,7 @@ from mpdit_bench.engine import checkpoint, distributed, flow
 from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.counting import param_count
+from mpdit_bench.files import write_text_atomic
 from mpdit_bench.models import build_model
 from mpdit_bench.engine.run_config import load_run_config, resolve_model_config, validate_run_config
 
@@ -209,7 +210,7 @@ class MetricsLog:
         writer = csv.DictWriter(buf, METRIC_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-        checkpoint.write_text_atomic(self.path, buf.getvalue())
+        write_text_atomic(self.path, buf.getvalue())
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -352,7 +353,7 @@ class Trainer:
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             recorded = {**self.run_cfg, "model_config": self.mcfg.to_dict()}  # the resolved config travels with the run
-            checkpoint.write_text_atomic(self.out / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
+            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """This rank's batches on the device, epoch after epoch, from the saved position on."""
@@ -470,7 +471,7 @@ class Trainer:
                    "model_config": self.mcfg.to_dict(), "params": param_count(self.model),
                    "stopped_by_time_limit": pos.step < tc["steps"]}
         if self.info.is_main:
-            checkpoint.write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
+            write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
         return summary
 
 
