@@ -12,7 +12,7 @@ from _tiny import tiny_run
 from mpdit_bench.engine import checkpoint, distributed
 from mpdit_bench.engine.sampling import sample_checkpoint
 from mpdit_bench.engine.train import train
-from mpdit_bench.sweeps.stages import free_port
+from mpdit_bench.sweeps.pipeline import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
@@ -104,7 +104,7 @@ def test_two_nodes_train_and_sample_like_one_process_and_only_global_rank_0_writ
 
 def test_the_sweep_runners_launch_for_several_processes(tmp_path):
     from mpdit_bench.sweeps.experiment import RunSpec
-    from mpdit_bench.sweeps.stages import Stages, train_command
+    from mpdit_bench.sweeps.pipeline import Pipeline, train_command
 
     from mpdit_bench.models import model_config
 
@@ -115,7 +115,7 @@ def test_the_sweep_runners_launch_for_several_processes(tmp_path):
     run = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     assert train_command(spec, run, env=env)[:3] == ["torchrun", "--standalone", "--nproc_per_node=2"]
-    summary = Stages().train(spec, run)
+    summary = Pipeline().train(spec, run)
     assert summary["world_size"] == 2 and summary["final_step"] == 4
     train(cfg, tmp_path / "one")
     one = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["model"]

@@ -17,7 +17,7 @@ import yaml
 
 from mpdit_bench.engine import checkpoint
 from mpdit_bench.evaluation import proxy
-from mpdit_bench.sweeps.stages import free_port
+from mpdit_bench.sweeps.pipeline import free_port
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]

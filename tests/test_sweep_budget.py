@@ -129,7 +129,7 @@ def test_reference_without_steps_is_refused(tmp_path):
 
 def test_per_stage_cfg_scale_reaches_the_sample_command_and_the_cost(tmp_path):
     from mpdit_bench.sweeps.costs import estimate_cost
-    from mpdit_bench.sweeps.stages import sample_command
+    from mpdit_bench.sweeps.pipeline import sample_command
 
     runs = by_label(write(tmp_path, EXP), "cpu")
     cmd = sample_command(runs["ppf3-B"], tmp_path)

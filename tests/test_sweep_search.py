@@ -55,7 +55,7 @@ def test_search_respects_budget_and_finds_a_front(tmp_path):
     space = load_space(_write(path, data))
     log = tmp_path / "events.log"
     study = run_search(space, 8, storage=str(tmp_path / "journal.log"), results_dir=tmp_path / "results",
-                       stages=FakeQuality(log))
+                       pipeline=FakeQuality(log))
     trials = study.get_trials()
     infeasible = [t for t in trials if "infeasible" in t.user_attrs]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -73,7 +73,7 @@ def test_search_respects_budget_and_finds_a_front(tmp_path):
     assert front and all(t.state == optuna.trial.TrialState.COMPLETE for t in front)
     # the journal storage is shared: a second call continues the same study
     again = run_search(space, 2, storage=str(tmp_path / "journal.log"), results_dir=tmp_path / "results",
-                       stages=FakeQuality(log))
+                       pipeline=FakeQuality(log))
     assert len(again.get_trials()) == len(trials) + 2
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from mpdit_bench.files import sha256_file
 from mpdit_bench.sweeps.experiment import RunSpec
-from mpdit_bench.sweeps.stages import read_metrics_csv
+from mpdit_bench.sweeps.pipeline import read_metrics_csv
 
 RECORD_VERSION = 1
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from mpdit_bench.sweeps.experiment import RunSpec
 from mpdit_bench.sweeps.records import build_record
-from mpdit_bench.sweeps.stages import Stages, ValidationHook
+from mpdit_bench.sweeps.pipeline import Pipeline, ValidationHook
 from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, read_json,
                                       write_json_atomic)
 
@@ -27,15 +27,15 @@ def run_dir_of(results_dir: Path, spec: RunSpec) -> Path:
     return Path(results_dir) / spec.experiment / spec.scale / spec.run_id
 
 
-def execute_run(spec: RunSpec, run_dir: Path, stages: Any, on_validation: ValidationHook | None = None,
+def execute_run(spec: RunSpec, run_dir: Path, pipeline: Any, on_validation: ValidationHook | None = None,
                 on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the stages not yet recorded for this run (the caller holds its claim); returns the record."""
+    """Run the phases not yet recorded for this run (the caller holds its claim); returns the record."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "run.json", spec.to_dict())
     state = load_state(run_dir)
     state["attempts"] = state.get("attempts", 0) + 1
     write_json_atomic(run_dir / STATE, state)
-    for name in stages.names:
+    for name in pipeline.names:
         if name in state["stages"]:
             continue  # finished before a kill or a crash: never redone
         if on_stage:
@@ -43,7 +43,7 @@ def execute_run(spec: RunSpec, run_dir: Path, stages: Any, on_validation: Valida
         state["current"] = name
         write_json_atomic(run_dir / STATE, state)
         start = time.time()
-        fn = getattr(stages, name)
+        fn = getattr(pipeline, name)
         result = fn(spec, run_dir, on_validation) if name == "train" and on_validation else fn(spec, run_dir)
         state["stages"][name] = {"result": result, "seconds": time.time() - start, "finished_at": time.time()}
         state["current"] = None
@@ -59,11 +59,11 @@ class SweepResult:
     failed: dict[str, str]  # run id -> error
 
 
-def run_sweep(runs: list[RunSpec], results_dir: str | Path, stages: Any | None = None, worker: str | None = None,
+def run_sweep(runs: list[RunSpec], results_dir: str | Path, pipeline: Any | None = None, worker: str | None = None,
               poll_s: float = 5.0, view: Callable[[], None] | None = None,
               log: Callable[[str], None] = lambda msg: None) -> SweepResult:
     """Work on ``runs`` until each one is finished, failed in this worker, or only held by others who die."""
-    stages = stages or Stages()
+    pipeline = pipeline or Pipeline()
     worker = worker or f"{socket.gethostname()}:{os.getpid()}"
     results_dir = Path(results_dir)
     finished: list[str] = []
@@ -81,7 +81,7 @@ def run_sweep(runs: list[RunSpec], results_dir: str | Path, stages: Any | None =
                 progressed = True
                 log(f"{worker}: run {spec.run_id} {spec.label}")
                 try:
-                    execute_run(spec, run_dir, stages, on_stage=lambda name: view() if view else None)
+                    execute_run(spec, run_dir, pipeline, on_stage=lambda name: view() if view else None)
                     finished.append(spec.run_id)
                 except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
                     failed[spec.run_id] = f"{type(err).__name__}: {err}"

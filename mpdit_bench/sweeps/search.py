@@ -7,7 +7,7 @@ and a budget. Each trial:
 1. turns its parameters into a model config (invalid combinations, e.g. k >= depth, are refused);
 2. counts GFLOPs analytically on the meta device; over budget -> pruned before any training,
    marked ``infeasible`` in the trial's user attributes;
-3. runs the ordinary sweep stages (count, train, sample, evaluate) in ``RESULTS/<name>/<scale>/<run_id>``,
+3. runs the ordinary sweep pipeline (count, train, sample, evaluate) in ``RESULTS/<name>/<scale>/<run_id>``,
    so a trial leaves the same record as a sweep run and resumes the same way;
 4. returns (quality metric, GFLOPs).
 
@@ -245,7 +245,7 @@ def create_study(space: SearchSpace, storage: str | None, results_dir: Path):
     return study
 
 
-def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
+def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
     import optuna
 
     from mpdit_bench.counting import analytic_counts
@@ -271,7 +271,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
         while not is_finished(run_dir):
             with claim(run_dir, f"trial {trial.number}") as mine:
                 if mine and not is_finished(run_dir):
-                    execute_run(spec, run_dir, stages, on_validation=median_rule(study, trial, space.pruning))
+                    execute_run(spec, run_dir, pipeline, on_validation=median_rule(study, trial, space.pruning))
                     break
             time.sleep(5)  # the same config is being trained by another worker: reuse its record
         record = read_json(run_dir / RECORD)
@@ -290,12 +290,12 @@ def make_objective(space: SearchSpace, study, results_dir: Path, stages: Any):
 
 
 def run_search(space: SearchSpace, trials: int, storage: str | None = None, results_dir: str | Path = "results",
-               stages: Any | None = None):
+               pipeline: Any | None = None):
     """Run ``trials`` trials in this process (more workers: same storage, same command)."""
-    from mpdit_bench.sweeps.stages import Stages
+    from mpdit_bench.sweeps.pipeline import Pipeline
 
     results_dir = Path(results_dir)
     study = create_study(space, storage, results_dir)
-    objective = make_objective(space, study, results_dir, stages or Stages())
+    objective = make_objective(space, study, results_dir, pipeline or Pipeline())
     study.optimize(objective, n_trials=trials, catch=(RuntimeError,), gc_after_trial=True)
     return study

@@ -1,8 +1,9 @@
-"""The stages of one run, driven through the suite's command line (docs/CONTRACTS.md).
+"""The pipeline of one run: count -> train -> sample -> evaluate, each phase driven through the suite's
+command line (docs/CONTRACTS.md). ("Stages" are PPFlow's, over sampling time; a run has phases.)
 
-Each stage builds the exact command another part of the suite documents, runs it, and parses what it
+Each phase builds the exact command another part of the suite documents, runs it, and parses what it
 leaves on disk. Training goes through ``torchrun`` when a run asks for several processes, so a local
-sweep and a Slurm job launch the same commands. Tests replace `Stages` with cheap fakes of the same shape.
+sweep and a Slurm job launch the same commands. Tests replace `Pipeline` with cheap fakes of the same shape.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def last_json_object(text: str) -> dict[str, Any]:
 
 
 # ---- the stages ------------------------------------------------------------------------------------
-class Stages:
+class Pipeline:
     """count -> train -> sample -> evaluate for one run directory; each returns a JSON-able dict."""
 
     names = ("count", "train", "sample", "evaluate")

@@ -9,7 +9,7 @@ import yaml
 
 from mpdit_bench.sweeps.experiment import load_experiment
 from mpdit_bench.sweeps.runner import execute_run
-from mpdit_bench.sweeps.stages import (Stages, cli_metrics, evaluate_command, last_json_object, sample_command,
+from mpdit_bench.sweeps.pipeline import (Pipeline, cli_metrics, evaluate_command, last_json_object, sample_command,
                                        train_command)
 
 ROOT = Path(__file__).parent.parent
@@ -55,7 +55,7 @@ def test_run_through_the_contract_cli(specs, tmp_path):
     cpu, _ = specs
     run = tmp_path / "run"
     seen = []
-    record = execute_run(cpu, run, Stages(entry=FAKE_CLI), on_validation=lambda s, v: seen.append((s, v)))
+    record = execute_run(cpu, run, Pipeline(entry=FAKE_CLI), on_validation=lambda s, v: seen.append((s, v)))
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"] == "MPDiT-B" and config["model_overrides"]["hidden_size"] == 96
     assert seen == [(2, 1.0), (4, 0.5), (6, 2.0 / 6)]  # every validation row, once, in order
@@ -77,7 +77,7 @@ def test_validation_hook_stops_training(specs, tmp_path, monkeypatch):
         raise KeyboardInterrupt("pruned")
 
     with pytest.raises(KeyboardInterrupt):
-        execute_run(cpu, run, Stages(entry=FAKE_CLI), on_validation=stop)
+        execute_run(cpu, run, Pipeline(entry=FAKE_CLI), on_validation=stop)
     assert not (run / "summary.json").exists()  # the training process was stopped before it finished
     state = json.loads((run / "state.json").read_text())
     assert set(state["stages"]) == {"count"} and state["current"] == "train"
