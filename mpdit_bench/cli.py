@@ -202,7 +202,7 @@ def tables(table: Optional[str] = typer.Option(None, "--table", help="One table 
 
 # ---- sweeps, search and reports -----------------------------------------------------------------------------
 @app.command()
-def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. experiments/ablation_k.yaml"),
+def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in experiments/, e.g. ablation_k"),
           scale: str = typer.Option("cpu", help="paper (ImageNet latents, 8 GPUs) or cpu (Fashion-MNIST, minutes)"),
           results: str = typer.Option("results", help="Results folder (one sub-folder per run)"),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs with params, GFLOPs and cost"),
@@ -212,8 +212,10 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML, e.g. expe
           live: bool = typer.Option(True, help="Live view of runs done / running / left")) -> None:
     """Run an experiment end to end: count, train, sample, evaluate, record. Resumable; shareable by workers."""
     from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.lookup import find_experiment
 
     try:
+        experiment = str(find_experiment(experiment))
         exp = load_experiment(experiment)
         runs = exp.runs(scale)
     except ConfigError as err:
@@ -281,23 +283,30 @@ def _sweep_slurm(experiment: str, runs: list, results: str, settings: list[str])
     if not todo:
         console.print("every run is finished; nothing to submit")
         return
-    params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
-    executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc)
+    try:
+        params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
+    except ConfigError as err:
+        fail(str(err))
+    try:  # submitit checks every setting's name and type: a mistake stops here, before any job is submitted
+        executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
+    except (NameError, TypeError, ValueError) as err:
+        fail(f"{experiment}: Slurm settings (scales.{todo[0].scale}.slurm, then --slurm) {params} are invalid: {err}")
     jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results))
     console.print(f"submitted {len(jobs)} job(s): " + ", ".join(j.job_id for j in jobs))
 
 
 @app.command()
-def search(space: str = typer.Argument(..., help="Search space YAML, e.g. experiments/search_space.yaml"),
+def search(space: str = typer.Argument(..., help="Search space YAML or name in experiments/, e.g. search_space"),
            trials: int = typer.Option(10, "--trials", "-n", help="Trials for this worker to run"),
            storage: Optional[str] = typer.Option(None, help="Optuna storage: an RDB URL (sqlite:///x.db, "
                                                  "postgresql://...) or a journal file path ending in .log"),
            results: str = typer.Option("results", help="Results folder for the trials' runs")) -> None:
     """Multi-objective architecture search (quality vs GFLOPs) with Optuna, under a GFLOPs budget."""
+    from mpdit_bench.sweeps.lookup import find_experiment
     from mpdit_bench.sweeps.search import load_space, run_search
 
     try:
-        spec = load_space(space)
+        spec = load_space(find_experiment(space, kind="space"))
     except ConfigError as err:
         fail(str(err))
     study = run_search(spec, trials, storage=storage, results_dir=results)
@@ -317,20 +326,22 @@ def report(experiment: Optional[str] = typer.Argument(None, help="Experiment nam
            out: str = typer.Option("reports", help="Output folder for markdown and PNG")) -> None:
     """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
     from mpdit_bench.reports.report import write_reports
+    from mpdit_bench.sweeps.lookup import EXPERIMENTS_DIR, experiment_names, find_experiment
 
-    from pathlib import Path
-
-    name, experiments_dir = experiment, Path("experiments")
-    if experiment and experiment.endswith((".yaml", ".yml")):
-        name, experiments_dir = Path(experiment).stem, Path(experiment).parent
+    name, experiments_dir = experiment, EXPERIMENTS_DIR
     try:
+        if experiment and experiment.endswith((".yaml", ".yml")):  # a bare name may name records only (search)
+            path = find_experiment(experiment)
+            name, experiments_dir = path.stem, path.parent
         written = write_reports(results, out, name, experiments_dir)
     except ConfigError as err:
         fail(str(err))
     for path in written:
         console.print(f"wrote {path}")
     if not written:
-        fail(f"no records found under {results}" + (f" for experiment {name}" if name else ""), code=1)
+        known = ", ".join(experiment_names(experiments_dir))
+        fail(f"no records found under {results}" + (f" for experiment {name} (experiments in {experiments_dir}/: "
+                                                     f"{known})" if name else ""), code=1)
 
 
 # ---- training, sampling, latents, benchmarks ----------------------------------------------------------------
@@ -462,9 +473,11 @@ def extract_latents(images: str = typer.Option(..., "--images", help="Folder of 
 
 
 @app.command()
-def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (images/s)"),
-          model: str = typer.Option(..., "--model", "-m", help="Model A (preset or shorthand)"),
-          vs: str = typer.Option(..., "--vs", help="Model B"),
+def bench(mode: str = typer.Argument(..., help="train (steps/s), sample (images/s) or gpu (the whole GPU check: "
+                                     "training, sampling, memory, MFU, evaluation; docs/PERFORMANCE.md)"),
+          model: Optional[str] = typer.Option(None, "--model", "-m", help="Model A (preset or shorthand; "
+                                              "gpu: default MPDiT-XL)"),
+          vs: Optional[str] = typer.Option(None, "--vs", help="Model B (gpu: default SiT-XL/2)"),
           batch: int = typer.Option(8, "--batch", help="Batch per step (the same for both)"),
           overrides: Optional[list[str]] = SetOption,
           resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
@@ -474,18 +487,45 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s) or sample (image
           sample_steps: int = typer.Option(250, "--sample-steps", help="Trajectory length for sample images/s"),
           device: str = typer.Option("auto", help="auto, cpu or cuda"),
           threads: Optional[int] = typer.Option(None, help="torch CPU threads (1 is fastest on shared cores)"),
-          out_dir: str = typer.Option("results/bench", "--out-dir", help="Where the JSON goes")) -> None:
-    """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions."""
+          out_dir: Optional[str] = typer.Option(None, "--out-dir", help="Where the JSON goes (default "
+                                                "results/bench; gpu: results/gpu_check, with a markdown table)"),
+          small: bool = typer.Option(False, "--small", help="gpu: the CPU smoke size (tiny models, a few steps)"),
+          budget_s: float = typer.Option(420.0, "--budget-s", help="gpu: stop and write what was measured after "
+                                         "this many seconds"),
+          no_compile: bool = typer.Option(False, "--no-compile", help="gpu: skip the torch.compile rows"),
+          inception_weights: str = typer.Option("auto", "--inception-weights", help="gpu: auto (the converted "
+                                                "real weights where installed, else seeded), seeded, or a PATH"),
+          settings: Optional[list[str]] = typer.Option(None, "--setting", help="gpu: KEY=VALUE of the check's "
+                                                       "settings (repeatable), e.g. --setting common_batch=64")) -> None:
+    """Throughput and peak memory of model A vs B at the same batch, with warm-up and repetitions;
+    `bench gpu` runs the whole GPU check (docs/PERFORMANCE.md)."""
     import torch
 
     from mpdit_bench.engine.bench import MODES, compare
 
     if threads:
         torch.set_num_threads(threads)
-    if mode not in MODES:
-        fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
-    result = compare(mode, model, vs, batch, parse_set(overrides or []), out_dir, resolution=resolution,
-                     warmup=warmup, reps=reps, iters=iters, sample_steps=sample_steps, device=device)
+    if mode not in (*MODES, "gpu"):
+        fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}, gpu")
+    if mode == "gpu":
+        from mpdit_bench.engine.gpu_bench import FULL, markdown, run_gpu_check
+
+        extra = parse_set(settings or [], "--setting")
+        unknown = sorted(set(extra) - set(FULL))
+        if unknown:
+            fail(f"--setting {unknown[0]}: unknown; allowed: {', '.join(FULL)}")
+        if overrides:
+            extra["overrides"] = parse_set(overrides)
+        result = run_gpu_check(out_dir or "results/gpu_check", (model or "MPDiT-XL", vs or "SiT-XL/2"), device,
+                               small, budget_s, not no_compile, inception_weights, **extra)
+        print(markdown(result), end="")
+        print(f"wrote {' and '.join(result['paths'])}")
+        return
+    if model is None or vs is None:
+        fail(f"bench {mode} needs --model and --vs")
+    result = compare(mode, model, vs, batch, parse_set(overrides or []), out_dir or "results/bench",
+                     resolution=resolution, warmup=warmup, reps=reps, iters=iters, sample_steps=sample_steps,
+                     device=device)
     table = Table(title=f"bench {mode}, batch {batch}, {result['a']['device']}")
     for col in ("model", "params (M)", "GFLOPs/img", "images/s", "s/iter (median)", "peak mem (MiB)"):
         table.add_column(col, justify="left" if col == "model" else "right")

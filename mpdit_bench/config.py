@@ -17,16 +17,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from mpdit_bench import registry
-
-
-class ConfigError(ValueError):
-    """Bad configuration input; the message names the source, key, value and what is allowed."""
-
-    def __init__(self, key: str, value: Any, allowed: str, source: str | None = None):
-        value = list(value) if isinstance(value, tuple) else value  # show lists as the user wrote them
-        self.key, self.value, self.allowed, self.source = key, value, allowed, source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}key {key!r} = {value!r} is invalid; allowed: {allowed}")
+from mpdit_bench.validation import ConfigError, Key, check_section, is_bool, is_int, is_num
 
 
 @dataclass(frozen=True)
@@ -60,15 +51,12 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str | None = None) -> "ModelConfig":
         """Type-check and validate ``values`` (unknown keys refused); raises ConfigError."""
-        kwargs = {}
-        for key, value in values.items():
-            if key not in _FIELD_TYPES:
-                raise ConfigError(key, value, "one of the keys " + ", ".join(_FIELD_TYPES), source)
-            kwargs[key] = _coerce(key, value, _FIELD_TYPES[key], source)
-        return _validated(cls(**kwargs), source)
+        given = check_section(values, MODEL_KEYS, source, defaults=False)
+        return _validated(cls(**{key: _CONVERT[_FIELD_KINDS[key]](v) for key, v in given.items()}), source)
 
     def replace(self, source: str | None = None, **overrides: Any) -> "ModelConfig":
         """A new validated config with ``overrides`` applied on top of this one."""
+        _check_agreement(self, overrides, source)
         values = self.to_dict()
         if "refine_depth" in overrides or "depths" in overrides:
             values["refine_depth"] = None
@@ -107,28 +95,8 @@ class ModelConfig:
         return self.input_size // self.patch_sizes[level]
 
 
-_FIELD_TYPES: dict[str, str] = {
-    "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
-    "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
-    "upsample_refine": "str", "upsample_refine_ratio": "int",
-    "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
-    "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
-    "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
-}
-assert set(_FIELD_TYPES) == {f.name for f in dataclasses.fields(ModelConfig)}
-
-_TYPE_WORDS = {"int": "an integer", "optional_int": "an integer or null", "float": "a number",
-               "str": "a string", "bool": "true or false", "int_list": "a list of integers, e.g. [4,2]",
-               "float_list": "a list of numbers, e.g. [0.5, 0.25]",
-               "patch_shape_list": 'a list of patch shapes "RxC" (rows x columns), [R, C] or an integer, '
-                                   'e.g. ["4x4", "2x4", "2x2"]'}
-
-
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:
     """(rows, cols) from 4, "2x4" or [2, 4]; None when ``value`` is none of these."""
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
     if is_int(value):
         return value, value
     if isinstance(value, str):
@@ -145,33 +113,50 @@ def patch_shape_name(shape: tuple[int, int]) -> str:
     return f"{shape[0]}x{shape[1]}"
 
 
-def _coerce(key: str, value: Any, kind: str, source: str | None) -> Any:
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
+# ---- the key table: each field's type check, its words, and its canonical form -----------------------
+_FIELD_KINDS: dict[str, str] = {
+    "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
+    "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
+    "upsample_refine": "str", "upsample_refine_ratio": "int", "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
+    "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
+    "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
+}
+_KINDS: dict[str, tuple[Any, str]] = {  # kind: (check, allowed)
+    "int": (is_int, "an integer"),
+    "optional_int": (lambda v: v is None or is_int(v), "an integer or null"),
+    "float": (is_num, "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (is_bool, "true or false"),
+    "int_list": (lambda v: isinstance(v, (list, tuple)) and all(is_int(x) for x in v),
+                 "a list of integers, e.g. [4,2]"),
+    "float_list": (lambda v: isinstance(v, (list, tuple)) and all(is_num(x) for x in v),
+                   "a list of numbers, e.g. [0.5, 0.25]"),
+    "patch_shape_list": (lambda v: isinstance(v, (list, tuple)) and all(parse_patch_shape(x) is not None for x in v),
+                         'a list of patch shapes "RxC" (rows x columns), [R, C] or an integer, '
+                         'e.g. ["4x4", "2x4", "2x2"]'),
+}
+_CONVERT = {"int": lambda v: v, "optional_int": lambda v: v, "str": lambda v: v, "bool": lambda v: v,
+            "float": float, "int_list": tuple, "float_list": lambda v: tuple(float(x) for x in v),
+            # canonical "RxC" strings: hashable, JSON and YAML friendly
+            "patch_shape_list": lambda v: tuple(patch_shape_name(parse_patch_shape(x)) for x in v)}
+MODEL_KEYS: dict[str, Key] = {f.name: Key(f.default, *_KINDS[_FIELD_KINDS[f.name]])
+                              for f in dataclasses.fields(ModelConfig)}
 
-    ok = {
-        "int": is_int(value),
-        "optional_int": value is None or is_int(value),
-        "float": is_int(value) or isinstance(value, float),
-        "str": isinstance(value, str),
-        "bool": isinstance(value, bool),
-        "int_list": isinstance(value, (list, tuple)) and all(is_int(v) for v in value),
-        "float_list": isinstance(value, (list, tuple))
-        and all(is_int(v) or isinstance(v, float) for v in value),
-        "patch_shape_list": isinstance(value, (list, tuple))
-        and all(parse_patch_shape(v) is not None for v in value),
-    }[kind]
-    if not ok:
-        raise ConfigError(key, value, _TYPE_WORDS[kind], source)
-    if kind == "int_list":
-        return tuple(value)
-    if kind == "float_list":
-        return tuple(float(v) for v in value)
-    if kind == "patch_shape_list":  # canonical "RxC" strings: hashable, JSON and YAML friendly
-        return tuple(patch_shape_name(parse_patch_shape(v)) for v in value)
-    if kind == "float":
-        return float(value)
-    return value
+
+def _check_agreement(base: ModelConfig, overrides: Mapping[str, Any], source: str | None) -> None:
+    """Overrides that contradict each other, or the config they apply to, are refused, never resolved."""
+    depths, k = overrides.get("depths"), overrides.get("refine_depth")
+    if depths is not None and k is not None:
+        if not (isinstance(depths, (list, tuple)) and len(depths) == 2 and depths[1] == k):
+            shown = list(depths) if isinstance(depths, (list, tuple)) else depths
+            raise ConfigError("refine_depth", k, f"not together with depths={shown} (refine_depth k means depths = "
+                              f"(total - k, k)): set one of them, or depths [N, {k}]", source)
+    patches = overrides.get("patch_sizes")
+    if isinstance(patches, (list, tuple)) and depths is None and len(patches) != len(base.depths) and \
+            (k is None or len(patches) != 2):
+        raise ConfigError("patch_sizes", patches, f"{len(base.depths)} patch size(s), one per level of depths="
+                          f"{list(base.depths)}; to change the hierarchy set depths (one block count per level) "
+                          "or, for two levels, refine_depth with it", source)
 
 
 def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
@@ -297,4 +282,5 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape", "patch_shape_name"]
+__all__ = ["ConfigError", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
+           "patch_shape_name"]

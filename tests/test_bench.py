@@ -30,3 +30,9 @@ def test_bench_cli_rejects_unknown_mode():
     done = subprocess.run([sys.executable, "-m", "mpdit_bench", "bench", "infer", "--model", "b", "--vs", "l"],
                           capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "train, sample" in done.stderr
+
+
+def test_bench_cli_train_needs_both_models():
+    done = subprocess.run([sys.executable, "-m", "mpdit_bench", "bench", "train", "--model", "b"],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and "needs --model and --vs" in done.stderr

@@ -6,91 +6,64 @@ file, the key and the allowed values. ``--set section.key=value`` overrides any 
 
 from __future__ import annotations
 
-import copy
-import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.engine.sampling import check_cfg_scale, check_options
+from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
 SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample")
 DATASETS = ("fashion-mnist", "latents")
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-# key: (default, check, allowed)
-TRAIN_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
-    "global_batch": (256, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (per-rank batch x world size)"),
-    "lr": (1e-4, lambda v: _is_num(v) and v > 0, "a number > 0 (constant learning rate)"),
-    "steps": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "seed": (0, _is_int, "an integer"),
-    "ema_decay": (0.9999, lambda v: _is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
-    "ema_warmup": (False, lambda v: isinstance(v, bool),
-                   "true or false (decay min(ema_decay, (1+step)/(10+step)): a short run's EMA leaves the init)"),
-    "weight_decay": (0.01, lambda v: _is_num(v) and v >= 0, "a number >= 0"),
-    "betas": ([0.9, 0.999], lambda v: isinstance(v, list) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v),
-              "two numbers in [0, 1), e.g. [0.9, 0.999]"),
-    "grad_clip": (None, lambda v: v is None or (_is_num(v) and v > 0), "null (no clipping) or a max grad norm > 0"),
-    "label_drop": (0.1, lambda v: _is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
-    "t_mean": (0.0, _is_num, "a number (logit-normal mean)"),
-    "t_std": (1.0, lambda v: _is_num(v) and v > 0, "a number > 0 (logit-normal std)"),
-    "device": ("auto", lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu, cuda"),
-    "precision": ("bf16", lambda v: v in ("bf16", "fp32"), "bf16 (autocast, GPU only), fp32"),
-    "tf32": (True, lambda v: isinstance(v, bool), "true or false"),
-    "compile": (False, lambda v: isinstance(v, bool), "true or false (torch.compile)"),
-    "activation_checkpointing": (False, lambda v: isinstance(v, bool), "true or false"),
-    "threads": (None, lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1 (torch CPU threads)"),
-    "num_workers": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (DataLoader workers)"),
-    "log_every": (10, lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "ckpt_every": (1000, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (steps between last.pt saves)"),
-    "keep_every": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (steps between kept step_*.pt; 0 = none)"),
-    "val_every": (0, lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no validation)"),
-    "val_size": (512, lambda v: _is_int(v) and v >= 1, "an integer >= 1 (held-out samples)"),
-    "time_limit_s": (None, lambda v: v is None or (_is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
-    "resume": (True, lambda v: isinstance(v, bool), "true or false (continue from RUN/checkpoints/last.pt)"),
-    "progress": (True, lambda v: isinstance(v, bool), "true or false (rich progress bar)"),
+TRAIN_KEYS: dict[str, Key] = {
+    "global_batch": Key(256, lambda v: is_int(v) and v >= 1, "an integer >= 1 (per-rank batch x world size)"),
+    "lr": Key(1e-4, lambda v: is_num(v) and v > 0, "a number > 0 (constant learning rate)"),
+    "steps": Key(1000, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "seed": Key(0, is_int, "an integer"),
+    "ema_decay": Key(0.9999, lambda v: is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "ema_warmup": Key(False, is_bool,
+                      "true or false (decay min(ema_decay, (1+step)/(10+step)): a short run's EMA leaves the init)"),
+    "weight_decay": Key(0.01, lambda v: is_num(v) and v >= 0, "a number >= 0"),
+    "betas": Key([0.9, 0.999],
+                 lambda v: isinstance(v, list) and len(v) == 2 and all(is_num(b) and 0 <= b < 1 for b in v),
+                 "two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    "grad_clip": Key(None, lambda v: v is None or (is_num(v) and v > 0), "null (no clipping) or a max grad norm > 0"),
+    "label_drop": Key(0.1, lambda v: is_num(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "t_mean": Key(0.0, is_num, "a number (logit-normal mean)"),
+    "t_std": Key(1.0, lambda v: is_num(v) and v > 0, "a number > 0 (logit-normal std)"),
+    "device": Key("auto", lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu, cuda"),
+    "precision": Key("bf16", lambda v: v in ("bf16", "fp32"), "bf16 (autocast, GPU only), fp32"),
+    "tf32": Key(True, is_bool, "true or false"),
+    "compile": Key(False, is_bool, "true or false (torch.compile)"),
+    "activation_checkpointing": Key(False, is_bool, "true or false"),
+    "threads": Key(None, lambda v: v is None or (is_int(v) and v >= 1), "null or an integer >= 1 (torch CPU threads)"),
+    "num_workers": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (DataLoader workers)"),
+    "log_every": Key(10, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "ckpt_every": Key(1000, lambda v: is_int(v) and v >= 1, "an integer >= 1 (steps between last.pt saves)"),
+    "keep_every": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (steps between kept step_*.pt; 0 = none)"),
+    "val_every": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no validation)"),
+    "val_size": Key(512, lambda v: is_int(v) and v >= 1, "an integer >= 1 (held-out samples)"),
+    "time_limit_s": Key(None, optional(lambda v: is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
+    "resume": Key(True, is_bool, "true or false (continue from RUN/checkpoints/last.pt)"),
+    "progress": Key(True, is_bool, "true or false (rich progress bar)"),
+    "tensorboard": Key(False, is_bool, "true or false (metrics.csv rows also as TensorBoard events in RUN/tensorboard)"),
     # PPFlow (models with model_overrides.time_patch_sizes): t drawn per stage in these proportions
-    "stage_proportions": (None, lambda v: v is None or (isinstance(v, list) and len(v) >= 1
-                                                         and all(_is_num(p) and p >= 0 for p in v) and sum(v) > 0),
-                          "null (PPFlow's: each stage's share of t, e.g. 50/25/25) or numbers >= 0, one per stage, "
-                          "coarse first, e.g. [0.5, 0.25, 0.25]"),
-    "packing": (False, lambda v: isinstance(v, bool), "true or false (Patch n' Pack, one-level PPFlow models)"),
-    "init_from": (None, lambda v: v is None or isinstance(v, str),
-                  "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (e.g. convert's output)"),
+    "stage_proportions": Key(None, lambda v: v is None or (isinstance(v, list) and len(v) >= 1
+                                                           and all(is_num(p) and p >= 0 for p in v) and sum(v) > 0),
+                             "null (PPFlow's: each stage's share of t, e.g. 50/25/25) or numbers >= 0, one per stage, "
+                             "coarse first, e.g. [0.5, 0.25, 0.25]"),
+    "packing": Key(False, is_bool, "true or false (Patch n' Pack, one-level PPFlow models)"),
+    "init_from": Key(None, optional(lambda v: isinstance(v, str)),
+                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (convert's output)"),
 }
-DATA_KEYS: dict[str, tuple[Any, Callable[[Any], bool], str]] = {
-    "name": ("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
-    "path": (None, lambda v: v is None or isinstance(v, str), "a latent store directory (for name: latents)"),
-    "limit": (None, lambda v: v is None or (_is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
+DATA_KEYS: dict[str, Key] = {
+    "name": Key("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
+    "path": Key(None, lambda v: v is None or isinstance(v, str), "a latent store directory (for name: latents)"),
+    "limit": Key(None, optional(lambda v: is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
 }
-
-
-_SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _fill(section: str, given: Any, spec: dict, source: str) -> dict[str, Any]:
-    given = {} if given is None else given
-    if not isinstance(given, dict):
-        raise ConfigError(section, given, "a mapping of keys to values", source)
-    out = {}
-    for key, value in given.items():
-        if isinstance(value, str) and _SCI.fullmatch(value):
-            value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
-        if key not in spec:
-            raise ConfigError(f"{section}.{key}", value, "one of the keys " + ", ".join(spec), source)
-        if not spec[key][1](value):
-            raise ConfigError(f"{section}.{key}", value, spec[key][2], source)
-        out[key] = value
-    return {key: out.get(key, copy.deepcopy(default)) for key, (default, _, _) in spec.items()}
 
 
 def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict[str, Any]:
@@ -117,8 +90,8 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
         raise ConfigError("sample", raw["sample"], "a mapping of sampling options", source)
     cfg = {"model": raw["model"], "model_overrides": dict(overrides),
            **({"model_config": mcfg.to_dict()} if raw.get("model_config") is not None else {}),
-           "data": _fill("data", raw.get("data"), DATA_KEYS, source),
-           "train": _fill("train", raw.get("train"), TRAIN_KEYS, source),
+           "data": check_section(raw.get("data"), DATA_KEYS, source, "data"),
+           "train": check_section(raw.get("train"), TRAIN_KEYS, source, "train"),
            "sample": dict(raw.get("sample") or {})}
     try:
         check_cfg_scale(check_options(cfg["sample"], source)["cfg_scale"], mcfg, source)

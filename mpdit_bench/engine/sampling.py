@@ -29,38 +29,40 @@ from mpdit_bench import ppflow
 from mpdit_bench.files import save_npz_atomic
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.engine.progress import progress_bar
+from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
 SAMPLERS = ("euler", "heun", "sde")
-OPTION_DEFAULTS: dict[str, Any] = {"sampler": "euler", "steps": 50, "cfg_scale": 1.0, "guidance_interval": None,
-                                   "seed": 0, "batch_size": 64, "labels": "random", "diffusion_norm": 1.0,
-                                   "use_ema": True}
+
+
+def _cfg_scale_ok(w: Any) -> bool:
+    scales = w if isinstance(w, (list, tuple)) else [w]
+    return bool(scales) and all(is_num(s) and s >= 0 for s in scales)
+
+
+SAMPLE_KEYS: dict[str, Key] = {
+    "sampler": Key("euler", lambda v: v in SAMPLERS, ", ".join(SAMPLERS)),
+    "steps": Key(50, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "cfg_scale": Key(1.0, _cfg_scale_ok, "a number >= 0 (1 = no guidance), or a list of them, one per stage "
+                                         "of a patch schedule, coarse first"),
+    "guidance_interval": Key(None, optional(lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                                            and all(is_num(t) for t in v) and 0 <= v[0] <= v[1] <= 1),
+                             "null or [t_lo, t_hi] with 0 <= t_lo <= t_hi <= 1"),
+    "seed": Key(0, is_int, "an integer"),
+    "batch_size": Key(64, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "labels": Key("random", lambda v: v in ("random", "balanced") or (is_int(v) and v >= 0),
+                  "random (uniform, as ADM), balanced (i mod C) or a class index"),
+    "diffusion_norm": Key(1.0, lambda v: is_num(v) and v >= 0, "a number >= 0 (SDE noise scale)"),
+    "use_ema": Key(True, is_bool, "true or false (sample from the EMA weights)"),
+}
+OPTION_DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SAMPLE_KEYS.items()}
 
 Velocity = Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor]
 
 
 def check_options(options: dict[str, Any], source: str = "sampling options") -> dict[str, Any]:
-    """Defaults filled, every value checked; raises ConfigError naming the key and what is allowed."""
-    for key in options:
-        if key not in OPTION_DEFAULTS:
-            raise ConfigError(key, options[key], "one of " + ", ".join(OPTION_DEFAULTS), source)
-    o = {**OPTION_DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    if o["sampler"] not in SAMPLERS:
-        raise ConfigError("sampler", o["sampler"], ", ".join(SAMPLERS), source)
-    if not (isinstance(o["steps"], int) and o["steps"] >= 1):
-        raise ConfigError("steps", o["steps"], "an integer >= 1", source)
-    if not (isinstance(o["batch_size"], int) and o["batch_size"] >= 1):
-        raise ConfigError("batch_size", o["batch_size"], "an integer >= 1", source)
-    w = o["cfg_scale"]
-    scales = w if isinstance(w, (list, tuple)) else [w]
-    if not scales or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and s >= 0 for s in scales):
-        raise ConfigError("cfg_scale", w, "a number >= 0 (1 = no guidance), or a list of them, one per stage "
-                                          "of a patch schedule, coarse first", source)
-    gi = o["guidance_interval"]
-    if gi is not None and not (isinstance(gi, (list, tuple)) and len(gi) == 2 and 0 <= gi[0] <= gi[1] <= 1):
-        raise ConfigError("guidance_interval", gi, "null or [t_lo, t_hi] with 0 <= t_lo <= t_hi <= 1", source)
-    if not (o["labels"] in ("random", "balanced") or (isinstance(o["labels"], int) and o["labels"] >= 0)):
-        raise ConfigError("labels", o["labels"], "random (uniform, as ADM), balanced (i mod C) or a class index", source)
-    return o
+    """Defaults filled (a None value means the default), every value checked; raises ConfigError naming
+    the key and what is allowed."""
+    return check_section({k: v for k, v in options.items() if v is not None}, SAMPLE_KEYS, source)
 
 
 def check_cfg_scale(cfg_scale: float | Sequence[float], cfg: ModelConfig,

@@ -194,9 +194,10 @@ class Validator:
 
 # ---- metrics ----------------------------------------------------------------------------------------------
 class MetricsLog:
-    """metrics.csv (rank 0); on resume, rows past the resumed step are dropped. TensorBoard when installed."""
+    """metrics.csv (rank 0); on resume, rows past the resumed step are dropped. With ``tensorboard`` the
+    same rows also go to TensorBoard event files in RUN/tensorboard (events past the resumed step purged)."""
 
-    def __init__(self, run_dir: Path, resumed_step: int, enabled: bool):
+    def __init__(self, run_dir: Path, resumed_step: int, enabled: bool, tensorboard: bool = False):
         self.path, self.enabled, self.tb = run_dir / "metrics.csv", enabled, None
         if not enabled:
             return
@@ -209,12 +210,11 @@ class MetricsLog:
         writer.writeheader()
         writer.writerows(rows)
         checkpoint.write_text_atomic(self.path, buf.getvalue())
-        try:
+        if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"))
-        except ImportError:
-            self.tb = None
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"),
+                                    purge_step=resumed_step + 1 if resumed_step else None)
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -222,7 +222,7 @@ class MetricsLog:
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, METRIC_FIELDS).writerow({k: row.get(k, "") for k in METRIC_FIELDS})
         if self.tb is not None:
-            for key in ("loss", "lr", "images_per_s", "val_loss"):
+            for key in METRIC_FIELDS[1:]:
                 if row.get(key) not in (None, ""):
                     self.tb.add_scalar(f"train/{key}", row[key], row["step"])
 
@@ -345,6 +345,8 @@ class Trainer:
             self.last_saved = self.position.step
             if len(state["rng"]) == self.info.world_size:
                 checkpoint.set_rng_state(state["rng"][self.info.rank], self.info.device)
+            if self.info.is_main:  # a requeued or resubmitted job's log says where it picked up
+                print(f"resumed from {self.last_path} at step {self.position.step}", flush=True)
         elif tc["init_from"]:
             init_weights_from(tc["init_from"], self.model, self.ema, self.mcfg)
         if self.info.is_main:
@@ -365,9 +367,10 @@ class Trainer:
             pos.epoch, pos.batch_in_epoch = pos.epoch + 1, 0
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimizer step and EMA update on this rank's batch; returns the loss averaged over ranks."""
+        """One optimizer step and EMA update on this rank's batch; returns the loss averaged over ranks.
+        The draws are made for the global batch (this batch x world size) and this rank takes its rows."""
         tc, info, pos = self.tc, self.info, self.position
-        draws = flow.draw(self.shape, tc["global_batch"], info.rank, info.world_size, tc["seed"], pos.step,
+        draws = flow.draw(self.shape, len(x) * info.world_size, info.rank, info.world_size, tc["seed"], pos.step,
                           tc["label_drop"], tc["t_mean"], tc["t_std"], info.device, self.times)
         with autocast(info.device, tc["precision"]):
             loss = flow.flow_loss(self.net, x, y, draws, self.mcfg.num_classes)
@@ -414,7 +417,7 @@ class Trainer:
         self.net = self.wrap()
         validator = (Validator(self.val_set, self.batch, tc["seed"], self.info, tc["t_mean"], tc["t_std"])
                      if tc["val_every"] else None)
-        metrics = MetricsLog(self.out, pos.step, self.info.is_main)
+        metrics = MetricsLog(self.out, pos.step, self.info.is_main, self.tc["tensorboard"])
         bar = _Progress(tc["progress"] and self.info.is_main, tc["steps"], pos.step)
         window = LossWindow()
         seconds_before, session_start = pos.train_seconds, time.perf_counter()

@@ -30,16 +30,26 @@ from typing import Any
 from mpdit_bench import paper as published
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
 from mpdit_bench.models import get_preset, model_config
+from mpdit_bench.validation import Key, check_section, is_int
+from mpdit_bench.validation import require as _need
 
 SCALES = ("paper", "cpu")
 TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget")
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm")
 VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
                  "group", "paper_row")
-SAMPLERS = ("euler", "heun", "sde")
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
            "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
 CPU_GEOMETRY = {"in_channels": 1, "num_classes": 10, "input_size": 32}  # Fashion-MNIST padded to 32x32
+SWEEP_SAMPLE_KEYS = ("num", "device")  # the sample stage's own flags, not sampling defaults of the run
+EVAL_KEYS: dict[str, Key] = {
+    "ref": Key(None, lambda v: isinstance(v, str), "a reference path or name (string)"),
+    "metrics": Key(None, lambda v: isinstance(v, list) and bool(v) and all(x in METRICS for x in v),
+                   "a non-empty list from " + ", ".join(METRICS)),
+    "primary": Key(None, lambda v: v in METRICS, "one of eval.metrics"),
+    "device": Key(None, lambda v: isinstance(v, str), "cpu, cuda, cuda:1, ..."),
+    "batch_size": Key(None, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+}
 
 
 # ---- the one CPU scale-down rule ------------------------------------------------------------------
@@ -81,9 +91,9 @@ class RunSpec:
     paper_row: str | None = None     # the table row it rebuilds, PAPER/TABLE/ROW (not in the id)
 
     def run_config(self) -> dict[str, Any]:
-        """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` is the sweep's own key
-        (how many samples the sample stage draws), not a sampling default of the run config."""
-        sampling_defaults = {k: v for k, v in self.sample.items() if k != "num"}
+        """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` and ``sample.device`` are
+        the sweep's own keys (how many samples the sample stage draws, and where), not sampling defaults."""
+        sampling_defaults = {k: v for k, v in self.sample.items() if k not in SWEEP_SAMPLE_KEYS}
         return {"model": self.model, "model_overrides": self.model_overrides, "model_config": self.model_config,
                 "data": self.data, "train": self.train, "sample": sampling_defaults}
 
@@ -283,6 +293,7 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
                    group=group)
     spec.paper_row = _paper_row(merged.get("paper_row"), exp.paper_table, full, scale, source)
     spec.run_id = run_id(spec)
+    check_run(spec, source)
     return spec
 
 
@@ -417,8 +428,9 @@ def _model(name: str, resolution: int, overrides: dict[str, Any], source: str) -
 
 
 def _check_settings(m: dict[str, Any], scale: str, source: str) -> None:
+    """The sweep's own keys; everything the run config holds is checked by the engine (`check_run`)."""
     def positive_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+        return is_int(v) and v > 0
 
     _need(positive_int(m["nproc"]), "nproc", m["nproc"], "a positive integer (processes for torchrun)", source)
     train, sample, ev = m["train"], m["sample"], m["eval"]
@@ -427,24 +439,24 @@ def _check_settings(m: dict[str, Any], scale: str, source: str) -> None:
               source)
     _need(("steps" in train) != ("epochs" in train), f"scales.{scale}.train.steps", train.get("steps"),
           "exactly one of train.steps (int) or train.epochs (number, with train.dataset_size)", source)
-    if "steps" in train:
-        _need(positive_int(train["steps"]), "train.steps", train["steps"], "a positive integer", source)
-    if "lr" in train:
-        _need(isinstance(train["lr"], (int, float)) and train["lr"] > 0, "train.lr", train["lr"], "a number > 0",
-              source)
     _need(positive_int(sample.get("num")), "sample.num", sample.get("num"), "a positive integer", source)
-    if "sampler" in sample:
-        _need(sample["sampler"] in SAMPLERS, "sample.sampler", sample["sampler"], ", ".join(SAMPLERS), source)
-    metrics = ev.get("metrics")
-    _need(isinstance(metrics, list) and metrics and all(x in METRICS for x in metrics), "eval.metrics", metrics,
-          "a non-empty list from " + ", ".join(METRICS), source)
-    _need(isinstance(ev.get("ref"), str), "eval.ref", ev.get("ref"), "a reference path or name (string)", source)
-    for key in ev:
-        _need(key in ("ref", "metrics", "primary", "device", "batch_size"), f"eval.{key}", ev[key],
-              "one of ref, metrics, primary, device, batch_size", source)
-    if "primary" in ev:
-        _need(ev["primary"] in metrics, "eval.primary", ev["primary"], "one of eval.metrics: " + ", ".join(metrics),
+    if "device" in sample:
+        _need(sample["device"] in ("auto", "cpu", "cuda"), "sample.device", sample["device"], "auto, cpu, cuda",
               source)
+    ev = check_section(ev, EVAL_KEYS, source, "eval", defaults=False)
+    for key in ("metrics", "ref"):
+        _need(key in ev, f"eval.{key}", None, EVAL_KEYS[key].allowed, source)
+    if "primary" in ev:
+        _need(ev["primary"] in ev["metrics"], "eval.primary", ev["primary"],
+              "one of eval.metrics: " + ", ".join(ev["metrics"]), source)
+
+
+def check_run(spec: RunSpec, source: str) -> None:
+    """The training engine's own checks (data, train, sample, model) on the run config a run trains with,
+    so that whatever `train` or `sample` would refuse is refused when the file is loaded."""
+    from mpdit_bench.engine.run_config import validate_run_config
+
+    validate_run_config(spec.run_config(), f"{source} (run {spec.label!r}, scale {spec.scale})")
 
 
 def _steps_from_epochs(train: dict[str, Any], source: str) -> dict[str, Any]:

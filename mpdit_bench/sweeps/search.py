@@ -36,7 +36,8 @@ from typing import Any
 
 from mpdit_bench.config import ConfigError, load_yaml
 from mpdit_bench.models import get_preset
-from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, _need, run_id
+from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, check_run, run_id
+from mpdit_bench.validation import require as _need
 
 SPACE_KEYS = ("upsample", "upsample_refine", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
               "hierarchy", "hidden_size", "depth")
@@ -109,8 +110,10 @@ def load_space(path: str | Path) -> SearchSpace:
     name = raw.get("name")
     _need(isinstance(name, str) and name.replace("_", "").replace("-", "").isalnum(), "name", name,
           "a name of letters, digits, '-' and '_'", source)
-    return SearchSpace(name, source, scale, model, settings, space, int(raw.get("head_dim", 32 if scale == "cpu"
+    spec = SearchSpace(name, source, scale, model, settings, space, int(raw.get("head_dim", 32 if scale == "cpu"
                        else 64)), [{"direction": "minimize", **o} for o in objectives], budget, sampler, pruning)
+    trial_spec({}, spec)  # the base model with the settings: what the engine would refuse, refused now
+    return spec
 
 
 # ---- parameters -> model config ---------------------------------------------------------------------
@@ -168,6 +171,7 @@ def trial_spec(params: dict[str, Any], space: SearchSpace):
                    int(s.get("nproc", 1)), s.get("data", {}), s["train"], s["sample"], s["eval"], s.get("slurm", {}),
                    {f"model_overrides.{k}": v for k, v in params.items()})
     spec.run_id = run_id(spec)
+    check_run(spec, space.path)
     return spec, cfg
 
 

@@ -3,7 +3,10 @@
 Each job runs the local runner on its one run, so claims, stage resume and records work unchanged; a job
 resubmitted after a preemption resumes its run where it stopped. Executor settings come from the scale's
 ``slurm:`` section of the experiment, overridden by ``--slurm key=value`` on the command line. Keys are
-submitit's AutoExecutor parameters (timeout_min, slurm_partition, gpus_per_node, cpus_per_task, ...).
+submitit's AutoExecutor parameters (timeout_min, slurm_partition, nodes, gpus_per_node, cpus_per_task, ...).
+
+A job of several nodes runs the runner once, on its first node (no srun around it); its train stage starts
+one torchrun per node with srun (`stages.train_command`), so ``nproc`` processes run on every node.
 """
 
 from __future__ import annotations
@@ -30,13 +33,19 @@ def slurm_job(experiment_path: str, scale: str, results_dir: str, run_id: str) -
     return run_id
 
 
-def build_executor(folder: str | Path, params: dict[str, Any], nproc: int, cluster: str | None = "slurm"):
-    """A configured submitit executor; torchrun inside the job starts ``nproc`` processes on its GPUs."""
+def build_executor(folder: str | Path, params: dict[str, Any], nproc: int, cluster: str | None = "slurm",
+                   scale: str = "paper"):
+    """A configured submitit executor; torchrun inside the job starts ``nproc`` processes per node, on its
+    GPUs at paper scale (8 CPU cores each), on CPU cores at cpu scale (no GPU asked for)."""
     import submitit
 
+    per_node = ({"gpus_per_node": nproc, "cpus_per_task": max(1, 8 * nproc)} if scale == "paper"
+                else {"cpus_per_task": nproc})
+    settings = {**DEFAULTS, **per_node, **params}
+    if settings["nodes"] > 1:
+        settings["slurm_use_srun"] = False
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
-    executor.update_parameters(**{**DEFAULTS, "gpus_per_node": nproc, "cpus_per_task": max(1, 8 * nproc),
-                                  **params})
+    executor.update_parameters(**settings)
     return executor
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import ctypes
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -33,8 +35,29 @@ class StageError(RuntimeError):
 ENTRY = ("-m", "mpdit_bench")  # what python / torchrun run: the suite's CLI
 
 
-def train_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
+def slurm_nodes(env: Mapping[str, str]) -> int:
+    """Nodes of the Slurm job this process runs in (1 outside Slurm)."""
+    return int(env.get("SLURM_JOB_NUM_NODES") or 1) if env.get("SLURM_JOB_ID") else 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def train_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY,
+                  env: Mapping[str, str] | None = None) -> list[str]:
+    """One process; torchrun on this node for ``nproc > 1``; inside a Slurm job of N > 1 nodes, one torchrun
+    per node through srun, meeting at a c10d rendezvous on this node (the job's batch host, its first)."""
+    env = os.environ if env is None else env
     tail = ["train", str(run_dir / "config.yaml"), "--out", str(run_dir)]
+    nodes = slurm_nodes(env)
+    if nodes > 1:
+        return ["srun", f"--nodes={nodes}", f"--ntasks={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+                "torchrun", f"--nnodes={nodes}", f"--nproc_per_node={spec.nproc}", "--rdzv_backend=c10d",
+                f"--rdzv_endpoint={socket.gethostname()}:{free_port()}",
+                f"--rdzv_id={env['SLURM_JOB_ID']}-{spec.run_id}", *entry, *tail]
     if spec.nproc > 1:
         return ["torchrun", "--standalone", f"--nproc_per_node={spec.nproc}", *entry, *tail]
     return [sys.executable, *entry, *tail]
