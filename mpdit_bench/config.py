@@ -117,7 +117,8 @@ def patch_shape_name(shape: tuple[int, int]) -> str:
 _FIELD_KINDS: dict[str, str] = {
     "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
     "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
-    "upsample_refine": "str", "upsample_refine_ratio": "int", "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
+    "upsample_refine": "str", "upsample_refine_ratio": "int",
+    "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
     "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
     "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
 }

@@ -98,3 +98,12 @@ def test_cli_dry_run_and_report(tmp_path):
     assert rep.exit_code == 0, rep.output
     md = (out / "rep_cpu.md").read_text()  # no records: every run of the file listed as not run
     assert md.count("| not run |") == 4 and "index.md" not in rep.output  # one experiment: no index
+
+
+def test_report_of_every_experiment_skips_the_run_configs_beside_them(tmp_path):
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    (exp_dir / "rep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    (exp_dir / "train_small.yaml").write_text(yaml.safe_dump({"model": "MPDiT-B", "train": {"steps": 2}}))
+    written = write_reports(tmp_path / "none", tmp_path / "reports", experiments_dir=exp_dir)
+    assert sorted(p.name for p in written) == ["index.md", "rep_cpu.md"]

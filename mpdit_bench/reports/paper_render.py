@@ -65,8 +65,9 @@ def _ours(col: dict[str, Any], row: dict[str, Any]) -> str:
 def table_markdown(table: dict[str, Any], heading: str = "##") -> str:
     cols = table["columns"]
     header = ["row"]
-    for c in cols:
-        header += [f"{c['header']} (paper)", f"{c['header']} (ours)"] if c["kind"] in PAIRED else [c["header"]]
+    for c in cols:  # metrics of runs at another scale than the paper's are marked in the header too
+        ours = "ours" if c["kind"] != "metric" or table["scale"] == "paper" else f"ours, {table['scale']} scale"
+        header += [f"{c['header']} (paper)", f"{c['header']} ({ours})"] if c["kind"] in PAIRED else [c["header"]]
     lines = [f"{heading} {table['name']}: {table['title']}", ""]
     if table.get("note"):
         lines += [table["note"], ""]

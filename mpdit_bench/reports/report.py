@@ -18,6 +18,7 @@ from mpdit_bench.reports.paper_tables import build_table
 from mpdit_bench.reports.plots import compute_plot, pareto_plot
 from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, markdown_table, table_row
 from mpdit_bench.sweeps.experiment import RunSpec, load_experiment, primary_metric
+from mpdit_bench.sweeps.lookup import experiment_names
 
 
 def _records(results_dir: Path) -> list[dict[str, Any]]:
@@ -36,7 +37,7 @@ def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str 
     out_dir.mkdir(parents=True, exist_ok=True)
     records = _records(Path(results_dir))
     names = {r["experiment"] for r in records}
-    names |= {p.stem for p in experiments_dir.glob("*.yaml") if p.stem != "search_space"} if not experiment else set()
+    names |= set(experiment_names(experiments_dir)) if not experiment else set()
     if experiment:
         names = {experiment} if experiment in names or _experiment_file(experiment, experiments_dir) else set()
     written: list[Path] = []

@@ -307,9 +307,8 @@ def _paper_row(ref: Any, paper_table: str | None, full: ModelConfig, scale: str,
           + row.label + " is another method's, shown as published only", source)
     want = row.model_config().to_dict()
     have = full.to_dict()
-    if scale != "paper":
-        want.pop("input_size"), have.pop("input_size")
-    differ = sorted(k for k in want if want[k] != have[k])
+    compared = [k for k in want if scale == "paper" or k != "input_size"]
+    differ = sorted(k for k in compared if want[k] != have[k])
     _need(not differ, "paper_row", ref, "a row whose architecture is the run's: the run differs in "
           + ", ".join(f"{k} (run {have[k]!r}, row {want[k]!r})" for k in differ), source)
     return row.ref
