@@ -51,9 +51,12 @@ def test_report_from_records(tmp_path):
     assert {p.name for p in written} >= {"rep_cpu.md", "rep_cpu_pareto.png", "rep_cpu_compute.png", "index.md"}
     for png in ("rep_cpu_pareto.png", "rep_cpu_compute.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = md.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("| run"))
+    table = lines[start: next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]  # the first table
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in md.splitlines() if line.startswith("| ") and not line.startswith("| run")}
-    header = [c.strip() for c in next(l for l in md.splitlines() if l.startswith("| run")).split("|")[2:-1]]
+            for line in table if line.startswith("| ") and not line.startswith("| run")}
+    header = [c.strip() for c in table[0].split("|")[2:-1]]
     col = {name: i for i, name in enumerate(header)}
     k6, k8 = rows["MPDiT-B k=6"], rows["MPDiT-B k=8"]
     assert k6[col["params M (paper)"]] == "104.8" and k6[col["GFLOPs (paper)"]] == "16.60"  # from presets
@@ -65,7 +68,7 @@ def test_report_from_records(tmp_path):
     assert all(r[col["fid (ours)"]] == MISSING for r in rows.values())
     iso = rows["DiT-B/2+shared+tokens+fno"]
     assert iso[col["status"]] == "not run" and iso[col["images seen"]] == MISSING
-    assert "1 finished run(s) have no fd_fmnist_proxy value" in md
+    assert "1 configuration(s) have no fd_fmnist_proxy value" in md
 
 
 def test_pareto_front():

@@ -34,6 +34,7 @@ def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], 
     ours = analytic_counts(full)
     row = {
         "run": spec.label,
+        "seed": f"{spec.seed} (smoke)" if spec.smoke else str(spec.seed),
         "params M (paper)": fmt(paper.params_m, 1) if paper and paper.params_m is not None else NOT_IN_FACTS,
         "params M (ours)": fmt(ours["params"] / 1e6, 1),
         "GFLOPs (paper)": fmt(paper.gflops, 2) if paper and paper.gflops is not None else NOT_IN_FACTS,

@@ -1,0 +1,215 @@
+"""95 % intervals for every metric of one evaluation, by resampling the features already extracted.
+
+No image goes through a network again: each replicate draws the generated samples' indices with
+replacement (and the reference's, where the reference is a sample set rather than fixed statistics) and
+recomputes the metric from those rows. The indices come from a fixed seed, so two evaluations with the
+same sample count and reference are resampled at the same indices: runs sampled with one sampling seed
+share noise and label per sample index, and the difference of their replicates is a paired bootstrap.
+
+Interval: the point estimate plus the centred bootstrap quantiles, ``theta + q(theta* - mean theta*)``.
+It measures the sampling spread of the N-sample estimate. It does not remove the estimate's bias (FID
+from N samples is biased upward by an amount depending on N), so compare runs at equal N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from mpdit_bench.evaluation import metrics as M
+
+LEVEL = 0.95
+SEED = 20240601
+# Metrics bounded below by 0 (distances) or inside [0, 1] (fractions): intervals are clipped to the range.
+RANGES = {"fid": (0.0, None), "sfid": (0.0, None), "fd_fmnist_proxy": (0.0, None), "is": (1.0, None),
+          "precision": (0.0, 1.0), "recall": (0.0, 1.0), "precision_fmnist_proxy": (0.0, 1.0),
+          "recall_fmnist_proxy": (0.0, 1.0), "class_accuracy_fmnist_proxy": (0.0, 1.0)}
+MEMBERS = 32  # balls kept per point for precision / recall; all 32 dropped by a resample: p = e^-32
+
+
+@dataclass
+class Draws:
+    """Resampling counts: how often each generated sample / reference row appears in each replicate."""
+
+    samples: np.ndarray            # (B, N) int
+    reference: Optional[np.ndarray]  # (B, M) int, None when the reference is held fixed
+
+    @classmethod
+    def make(cls, replicates: int, n: int, m: Optional[int], seed: int = SEED) -> "Draws":
+        rng = np.random.default_rng(seed)
+        samples = rng.multinomial(n, np.full(n, 1.0 / n), size=replicates)
+        reference = None if m is None else rng.multinomial(m, np.full(m, 1.0 / m), size=replicates)
+        return cls(samples, reference)
+
+    @property
+    def replicates(self) -> int:
+        return len(self.samples)
+
+
+def interval(point: float, replicates: np.ndarray, metric: str, level: float = LEVEL) -> list[float]:
+    """[low, high]: the point estimate plus the centred replicate quantiles, clipped to the metric's range."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    centred = reps - reps.mean()
+    alpha = (1 - level) / 2
+    low, high = point + np.quantile(centred, alpha), point + np.quantile(centred, 1 - alpha)
+    lo_bound, hi_bound = RANGES.get(metric, (None, None))
+    if lo_bound is not None:
+        low, high = max(low, lo_bound), max(high, lo_bound)
+    if hi_bound is not None:
+        low, high = min(low, hi_bound), min(high, hi_bound)
+    return [float(low), float(high)]
+
+
+def _weighted_stats(x: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of ``x`` repeated ``counts`` times, without copying them."""
+    n = counts.sum()
+    w = counts.astype(x.dtype)
+    mu = w @ x / n
+    centred = x - mu
+    return mu, (centred * w[:, None]).T @ centred / (n - 1)
+
+
+def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+    lam, vec = np.linalg.eigh(sigma)
+    return (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
+
+
+class GramFrechet:
+    """The Frechet distance of re-counted rows through Gram matrices, for sets with fewer rows than
+    dimensions: after one O((N + M)^2 D) set-up each replicate costs O(N^2 + N M + M^2) and an N x M
+    singular value (or N x N eigenvalue) problem, and is exact (the low-rank form of
+    `metrics.frechet_distance_rows`, centred algebraically instead of copying the rows)."""
+
+    def __init__(self, x: np.ndarray, ref_x: Optional[np.ndarray] = None,
+                 ref_stats: Optional[tuple[np.ndarray, np.ndarray]] = None):
+        x = np.asarray(x, np.float64)
+        shift = x.mean(0) if ref_x is None else np.asarray(ref_x, np.float64).mean(0)  # FD is shift-invariant
+        x = x - shift
+        self.kxx = x @ x.T
+        if ref_x is not None:
+            y = np.asarray(ref_x, np.float64) - shift
+            self.kyy, self.kxy = y @ y.T, x @ y.T
+        else:
+            mu2, sigma2 = np.asarray(ref_stats[0], np.float64) - shift, np.asarray(ref_stats[1], np.float64)
+            self.p, self.x_mu2 = x @ sigma2 @ x.T, x @ mu2
+            self.mu2_sq, self.trace2 = float(mu2 @ mu2), float(np.trace(sigma2))
+
+    @staticmethod
+    def _centred(k: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
+        """(A - 1 w1^T A)(B - 1 w2^T B)^T from K = A B^T: the rows of each side minus their weighted mean."""
+        return k - (k @ w2)[:, None] - (w1 @ k)[None, :] + w1 @ k @ w2
+
+    def __call__(self, c1: np.ndarray, c2: Optional[np.ndarray] = None) -> float:
+        n = c1.sum()
+        w1, keep1 = c1 / n, c1 > 0
+        s1 = np.sqrt(c1[keep1] / (n - 1))
+        kxx_c = self._centred(self.kxx, w1, w1)
+        trace1 = float((c1 * np.diag(kxx_c)).sum() / (n - 1))
+        if not hasattr(self, "kyy"):
+            inner = self._centred(self.p, w1, w1)[np.ix_(keep1, keep1)] * s1[:, None] * s1[None, :]
+            cross = np.sqrt(np.clip(np.linalg.eigvalsh(inner), 0, None)).sum()
+            diff_sq = w1 @ self.kxx @ w1 - 2 * w1 @ self.x_mu2 + self.mu2_sq
+            return float(diff_sq + trace1 + self.trace2 - 2 * cross)
+        c2 = np.ones(len(self.kyy)) if c2 is None else c2
+        m = c2.sum()
+        w2, keep2 = c2 / m, c2 > 0
+        s2 = np.sqrt(c2[keep2] / (m - 1))
+        trace2 = float((c2 * np.diag(self._centred(self.kyy, w2, w2))).sum() / (m - 1))
+        cross_m = self._centred(self.kxy, w1, w2)[np.ix_(keep1, keep2)] * s1[:, None] * s2[None, :]
+        cross = np.linalg.svd(cross_m, compute_uv=False).sum()
+        diff_sq = w1 @ self.kxx @ w1 + w2 @ self.kyy @ w2 - 2 * w1 @ self.kxy @ w2
+        return float(diff_sq + trace1 + trace2 - 2 * cross)
+
+
+def frechet_replicates(x: np.ndarray, draws: Draws, ref_x: Optional[np.ndarray] = None,
+                       ref_stats: Optional[tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
+    """Frechet distance per replicate. The reference is ``ref_x`` (resampled when ``draws.reference`` is
+    given) or fixed statistics ``ref_stats`` = (mu, sigma). Below D rows on a side: `GramFrechet`; above,
+    the D x D symmetric form, with a fixed reference's square root computed once."""
+    x = np.asarray(x, np.float64)
+    dim = x.shape[1]
+    resample_ref = ref_x is not None and draws.reference is not None
+    if len(x) <= dim or (ref_x is not None and len(ref_x) <= dim):
+        gram = GramFrechet(x, ref_x, ref_stats)
+        return np.array([gram(draws.samples[b], draws.reference[b] if resample_ref else None)
+                         for b in range(draws.replicates)])
+    ref_x = None if ref_x is None else np.asarray(ref_x, np.float64)
+    if not resample_ref:
+        mu_r, sigma_r = ref_stats if ref_stats is not None else M.gaussian_stats(ref_x)
+        root_r, trace_r = _sqrt_psd(np.asarray(sigma_r, np.float64)), float(np.trace(sigma_r))
+    out = np.empty(draws.replicates)
+    for b in range(draws.replicates):
+        mu, sigma = _weighted_stats(x, draws.samples[b])
+        if resample_ref:
+            out[b] = M.frechet_distance(mu, sigma, *_weighted_stats(ref_x, draws.reference[b]), method="eigh")
+            continue
+        diff = mu - mu_r
+        inner = np.linalg.eigvalsh(root_r @ sigma @ root_r)
+        out[b] = diff @ diff + np.trace(sigma) + trace_r - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
+    return out
+
+
+def kid_replicates(x: np.ndarray, ref_x: np.ndarray, draws: Draws, subsets: int, subset_size: int) -> np.ndarray:
+    """KID per replicate: the same subset estimator on the resampled rows (a new subset seed each)."""
+    out = np.empty(draws.replicates)
+    for b in range(draws.replicates):
+        rows = np.repeat(np.arange(len(x)), draws.samples[b])
+        ref_rows = (np.repeat(np.arange(len(ref_x)), draws.reference[b]) if draws.reference is not None
+                    else np.arange(len(ref_x)))
+        out[b] = M.kernel_inception_distance(x[rows], ref_x[ref_rows], subsets, subset_size, seed=b)[0]
+    return out
+
+
+def _members(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor,
+             batch_size: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each point, up to MEMBERS indices of the balls (centre, radius) containing it, and which are real."""
+    keep = min(MEMBERS, len(centres))
+    idx, valid = [], []
+    for rows in points.split(batch_size):
+        inside = (M._sq_distances(rows, centres) <= radii[None]).double()
+        top = torch.topk(inside, keep, dim=1)
+        idx.append(top.indices)
+        valid.append(top.values > 0)
+    return torch.cat(idx), torch.cat(valid)
+
+
+def coverage_replicates(points: np.ndarray, centres: np.ndarray, k: int, point_counts: np.ndarray,
+                        centre_counts: Optional[np.ndarray]) -> np.ndarray:
+    """Fraction of resampled points inside a ball of a resampled centre, per replicate (precision: points =
+    generated, centres = reference; recall: the other way). Radii are the k-NN radii of the full sets: a
+    resample duplicates points, and a duplicate at distance 0 would shrink a re-estimated radius."""
+    p = torch.as_tensor(np.asarray(points), dtype=torch.float64)
+    c = torch.as_tensor(np.asarray(centres), dtype=torch.float64)
+    idx, valid = _members(p, c, M.knn_radii(c, k))
+    idx, valid = idx.numpy(), valid.numpy()
+    out = np.empty(len(point_counts))
+    for b in range(len(point_counts)):
+        present = valid if centre_counts is None else valid & (centre_counts[b][idx] > 0)
+        inside = present.any(1)
+        out[b] = (point_counts[b] * inside).sum() / point_counts[b].sum()
+    return out
+
+
+def mean_replicates(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Mean of a per-sample quantity (e.g. correct class) per replicate."""
+    return counts @ np.asarray(values, np.float64) / counts.sum(1)
+
+
+def inception_score_replicates(logits: np.ndarray, counts: np.ndarray, split_size: int) -> np.ndarray:
+    return np.array([M.inception_score(np.repeat(logits, c, axis=0), split_size) for c in counts])
+
+
+def add_intervals(out: dict, replicates: dict[str, np.ndarray], n: int) -> None:
+    """``<metric>_ci95`` beside each metric that has replicates, ``bootstrap`` = N, and the replicates
+    themselves (``bootstrap_replicates``, 6 significant digits) for differences between evaluations."""
+    out["bootstrap"] = n
+    out["bootstrap_replicates"] = {}
+    for metric, reps in replicates.items():
+        if out.get(metric) is None:
+            continue
+        out[f"{metric}_ci95"] = interval(out[metric], reps, metric)
+        out["bootstrap_replicates"][metric] = [float(f"{v:.6g}") for v in np.asarray(reps, np.float64)]
