@@ -14,7 +14,7 @@ from typing import Any
 from mpdit_bench.sweeps.experiment import RunSpec
 from mpdit_bench.sweeps.stages import read_metrics_csv
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: seed, smoke, intervals, bootstrap_replicates, heldout
 
 
 def sha256_file(path: Path, limit_mb: int = 4096) -> str | None:
