@@ -23,7 +23,7 @@ if __name__ == "__main__":
     rng = np.random.default_rng(0)
     fake = np.abs(rng.normal(size=(args.num, 2048))).astype(np.float32)  # pool3 is post-ReLU average
     ref = np.abs(rng.normal(size=(args.num, 2048))).astype(np.float32) + 0.01
-    ref_stats = M.gaussian_stats(ref)
+    ref_stats = M.gaussian_stats(ref[:4096])  # stands in for an ADM batch's stored mu, sigma
     draws = B.Draws.make(args.replicates, args.num, args.num)
     out = {"num": args.num, "replicates": args.replicates}
     start = time.time()

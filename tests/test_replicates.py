@@ -76,3 +76,40 @@ def test_dry_run_json_lists_every_replicate(tmp_path):
     again = CliRunner().invoke(app, ["sweep", str(EXPERIMENTS / "ablation_k.yaml"), "--scale", "cpu", "--dry-run",
                                      "--json", "--seeds", "4"])
     assert len(json.loads(again.stdout)) == 4 * 8
+
+
+def test_report_shows_means_over_seeds_and_verdicts(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sweep_fakes import FakeStages
+
+    from mpdit_bench.reports.report import write_reports
+    from mpdit_bench.sweeps.runner import run_sweep
+
+    class SeededMetrics(FakeStages):
+        """k=4 is worse than the reference by 1.0 +- 0.1 on every seed; k=6 equals it up to seed noise."""
+
+        def evaluate(self, spec, run_dir):
+            base = 10.0 + spec.seed * 0.5
+            k = spec.axes.get("model_overrides.refine_depth")
+            shift = {4: 1.0 + 0.1 * (spec.seed - 6), 6: 0.3 * (-1) ** spec.seed}.get(k, 0.0)
+            return {"fd_fmnist_proxy": base + shift}
+
+    exp = {**EXPERIMENT, "axes": [{"grid": {"model_overrides.refine_depth": [4, 6]}},
+                                  {"variants": [{"model": "DiT-B/2+shared+tokens+fno", "label": "iso"}]}]}
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    runs = load_experiment(write(exp_dir, exp)).runs("cpu")
+    run_sweep(runs, tmp_path / "results", SeededMetrics(tmp_path / "log"))
+    write_reports(tmp_path / "results", tmp_path / "out", experiments_dir=exp_dir)
+    md = (tmp_path / "out" / "reps_cpu.md").read_text()
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines()
+            if line.startswith("| fd_fmnist_proxy |")]
+    verdict = {r[1]: r[-1] for r in rows}
+    assert verdict == {"MPDiT-B k=4": "worse", "MPDiT-B k=6": "no detectable difference", "iso": "—"}
+    assert all(r[2] == "3" for r in rows) and all(V_PAIRED in r[-2] for r in rows if r[1] != "iso")
+    assert (tmp_path / "out" / "reps_cpu_pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+V_PAIRED = "paired t over seeds"
