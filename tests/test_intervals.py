@@ -15,8 +15,10 @@ def closed_form_fd(mu1, var1, mu2, var2):
     return float(((mu1 - mu2) ** 2).sum() + ((np.sqrt(var1) - np.sqrt(var2)) ** 2).sum())
 
 
-@pytest.mark.parametrize("fixed_reference", [False, True])
-def test_interval_covers_the_true_frechet_distance_at_about_95_percent(fixed_reference):
+@pytest.mark.parametrize("fixed_reference,blocks", [(False, False), (True, False), (True, True)])
+def test_interval_covers_the_true_frechet_distance_at_about_95_percent(fixed_reference, blocks, monkeypatch):
+    if blocks:  # the path of 50k-sample evaluations: replicates re-count 50 blocks of rows
+        monkeypatch.setattr(B, "BLOCK_ROWS", 100)
     rng = np.random.default_rng(1)
     mu1, var1 = np.zeros(3), np.array([1.0, 2.0, 0.5])
     mu2, var2 = np.array([0.8, -0.4, 0.3]), np.array([1.5, 1.0, 0.5])

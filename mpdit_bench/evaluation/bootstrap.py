@@ -139,28 +139,66 @@ class GramFrechet:
         return diff_sq + trace1 + trace2 - 2 * cross
 
 
+class Blocks:
+    """Per-block row sums and outer products of a large feature set, its rows split into ``blocks`` blocks
+    in a fixed random order: a replicate that re-counts whole blocks gets its mean and covariance in
+    blocks x D^2 instead of N x D^2 multiply-adds. For i.i.d. rows, resampling random blocks gives the
+    mean and covariance the same first-order spread as resampling rows."""
+
+    def __init__(self, x: np.ndarray, shift: np.ndarray, blocks: int):
+        parts = np.array_split(np.random.default_rng(SEED).permutation(len(x)), blocks)
+        self.rows = np.array([len(part) for part in parts], np.float64)
+        centred = [np.asarray(x[part], np.float64) - shift for part in parts]  # shifted: no cancellation
+        self.sums = np.stack([c.sum(0) for c in centred])
+        self.outer = np.stack([c.T @ c for c in centred])
+
+    def stats(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = counts @ self.rows
+        mu = counts @ self.sums / n
+        return mu, (np.tensordot(counts, self.outer, 1) - n * np.outer(mu, mu)) / (n - 1)
+
+
+BLOCKS, BLOCK_ROWS = 50, 10_000  # from 10k rows on, FD replicates re-count 50 blocks of rows
+
+
+def _block_counts(replicates: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).multinomial(BLOCKS, np.full(BLOCKS, 1.0 / BLOCKS), size=replicates)
+
+
 def frechet_replicates(x: np.ndarray, draws: Draws, ref_x: Optional[np.ndarray] = None,
                        ref_stats: Optional[tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
     """Frechet distance per replicate. The reference is ``ref_x`` (resampled when ``draws.reference`` is
-    given) or fixed statistics ``ref_stats`` = (mu, sigma). Below D rows on a side: `GramFrechet`; above,
-    the D x D symmetric form, with a fixed reference's square root computed once."""
-    x = np.asarray(x, np.float64)
-    dim = x.shape[1]
+    given) or fixed statistics ``ref_stats`` = (mu, sigma). Below D rows on a side: `GramFrechet`; from
+    BLOCK_ROWS rows: `Blocks` re-counted; else the rows re-counted. With a fixed reference its square
+    root is computed once and each replicate costs one D x D eigenvalue problem."""
+    dim = np.shape(x)[1]
     resample_ref = ref_x is not None and draws.reference is not None
     if len(x) <= dim or (ref_x is not None and len(ref_x) <= dim):
         gram = GramFrechet(x, ref_x, ref_stats)
         with one_thread():
             return np.array([gram(draws.samples[b], draws.reference[b] if resample_ref else None)
                              for b in range(draws.replicates)])
-    ref_x = None if ref_x is None else np.asarray(ref_x, np.float64)
-    if not resample_ref:
+    shift = np.asarray(x[: min(len(x), 1000)], np.float64).mean(0)  # FD is shift-invariant
+
+    def side(rows: np.ndarray, counts: np.ndarray, seed: int):
+        if len(rows) < BLOCK_ROWS:
+            rows = np.asarray(rows, np.float64) - shift
+            return lambda b: _weighted_stats(rows, counts[b])
+        blocks, block_counts = Blocks(rows, shift, BLOCKS), _block_counts(len(counts), seed)
+        return lambda b: blocks.stats(block_counts[b])
+
+    sample_stats = side(x, draws.samples, SEED + 2)
+    if resample_ref:
+        ref_side = side(ref_x, draws.reference, SEED + 3)
+    else:
         mu_r, sigma_r = ref_stats if ref_stats is not None else M.gaussian_stats(ref_x)
+        mu_r = np.asarray(mu_r, np.float64) - shift
         root_r, trace_r = _sqrt_psd(np.asarray(sigma_r, np.float64)), float(np.trace(sigma_r))
     out = np.empty(draws.replicates)
     for b in range(draws.replicates):
-        mu, sigma = _weighted_stats(x, draws.samples[b])
+        mu, sigma = sample_stats(b)
         if resample_ref:
-            out[b] = M.frechet_distance(mu, sigma, *_weighted_stats(ref_x, draws.reference[b]), method="eigh")
+            out[b] = M.frechet_distance(mu, sigma, *ref_side(b), method="eigh")
             continue
         diff = mu - mu_r
         inner = np.linalg.eigvalsh(root_r @ sigma @ root_r)
