@@ -119,6 +119,7 @@ def test_paired_by_seed_where_seeds_match():
     assert noisy.verdict == "no detectable difference"
 
 
-def test_summary_is_a_t_interval_over_seeds():
-    s = V.summarise("x", seeded([1.0, 2.0, 3.0]), "fid")
+def test_summary_is_a_t_interval_over_seeds_clipped_to_the_range():
+    s = V.summarise("x", seeded([1.0, 2.0, 3.0], "kid"), "kid")  # KID's unbiased estimate may be < 0
     assert s.n == 3 and s.mean == 2.0 and s.low == pytest.approx(2 - 4.302653 / np.sqrt(3)) and "t over 3" in s.method
+    assert V.summarise("x", seeded([1.0, 2.0, 3.0]), "fid").low == 0.0  # a distance is not negative

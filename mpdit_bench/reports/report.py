@@ -82,7 +82,7 @@ def _verdict_section(exp, configs: dict[str, tuple[RunSpec, list[dict]]], metric
              "seed (t on the per-seed differences) where at least two seeds match, else a bootstrap of the "
              "difference (`mpdit_bench/reports/verdicts.py`); \"better\" / \"worse\" when the interval "
              "excludes 0, else \"no detectable difference\". No correction for multiple comparisons. "
-             "Smoke configurations (one seed where others have several) are marked.\n"]
+             "Smoke configurations (one seed where others have several) are marked.\n\n"]
     rows = []
     for metric in metrics:
         for label, (spec, recs) in configs.items():

@@ -24,6 +24,8 @@ from typing import Any, Optional
 import numpy as np
 from scipy import stats
 
+from mpdit_bench.evaluation.bootstrap import RANGES
+
 LEVEL = 0.95
 HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "precision_fmnist_proxy", "recall_fmnist_proxy",
                               "class_accuracy_fmnist_proxy"})
@@ -74,7 +76,10 @@ def summarise(label: str, records: list[dict[str, Any]], metric: str) -> Summary
     runs = by_seed(records, metric)
     values = [_value(r, metric) for r in runs.values()]
     if len(values) >= 2:
-        return Summary(label, metric, len(values), *t_interval(values), f"t over {len(values)} seeds")
+        mean, low, high = t_interval(values)
+        floor, ceiling = RANGES.get(metric, (None, None))  # a distance is >= 0, a fraction in [0, 1]
+        low, high = (low if floor is None else max(low, floor)), (high if ceiling is None else min(high, ceiling))
+        return Summary(label, metric, len(values), mean, low, high, f"t over {len(values)} seeds")
     if len(values) == 1:
         ci = ((next(iter(runs.values())).get("intervals") or {}).get(metric)) or (None, None)
         return Summary(label, metric, 1, values[0], ci[0], ci[1], "one seed: bootstrap of its evaluation"
