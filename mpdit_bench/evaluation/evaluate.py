@@ -9,8 +9,9 @@ from typing import Iterable, Optional
 import numpy as np
 
 from mpdit_bench.files import save_npz_atomic
+from mpdit_bench.evaluation import bootstrap as B
 from mpdit_bench.evaluation import metrics as M
-from mpdit_bench.evaluation.features import InceptionFeatures, extract
+from mpdit_bench.evaluation.features import MOMENT_KEYS, InceptionFeatures, extract
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
 from mpdit_bench.evaluation.sources import Source, SourceError, open_source
 
@@ -20,6 +21,7 @@ INCEPTION_METRICS = ("fid", "sfid", "is", "prec", "recall", "kid")
 RESULT_KEYS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
                "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
 POOL3_DIM, SPATIAL_DIM = 2048, 2023
+FD_METHODS = ("auto", "sqrtm", "eigh")
 
 
 def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
@@ -37,19 +39,36 @@ def _cache_path(kind: str, content_hash: str) -> Path:
     return cache_dir() / "reference" / f"{kind}-{content_hash[:32]}.npz"
 
 
-def reference_features(src: Source, kind: str, extractor, batch_size: int, progress: bool, use_cache: bool = True) -> dict:
-    """Features of a reference's images by one extractor, from the cache when this content was seen before."""
-    path = _cache_path(kind, src.content_hash())
+def reference_features(src: Source, kind: str, extractor, batch_size: int, progress: bool, use_cache: bool = True,
+                       rows: bool = False) -> dict:
+    """Features of a reference's images by one extractor, from the cache when this content was seen before.
+    ``rows``: keep every image's sFID features too (the bootstrap resamples them); cached apart."""
+    path = _cache_path(kind + ("-rows" if rows else ""), src.content_hash())
     if use_cache and path.is_file():
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files} | {"cached": True}
-    feats = extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress)
+    feats = extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress,
+                    moment_keys=() if rows else MOMENT_KEYS)
     if use_cache:
         save_npz_atomic(path, **feats)
     return feats | {"cached": False}
 
 
 # --- metric groups ------------------------------------------------------------------------------------------
+
+def _fd(rows: np.ndarray | None, stats: tuple, ref_rows: np.ndarray | None, ref_stats: tuple, method: str) -> float:
+    """Frechet distance of the samples against the reference. ``auto``: where a side has fewer rows than
+    dimensions, the exact low-rank form (`metrics.frechet_distance_rows`: a D x D square root of a singular
+    product is slow and inaccurate there); otherwise ADM's sqrtm."""
+    dim = len(stats[0])
+    if method == "auto" and rows is not None and (len(rows) <= dim or (ref_rows is not None and len(ref_rows) <= dim)):
+        mu, a = M.centred_rows(rows)
+        if ref_rows is not None:
+            mu_r, a_r = M.centred_rows(ref_rows)
+            return M.frechet_distance_rows(mu, a, mu_r, rows2=a_r)
+        return M.frechet_distance_rows(mu, a, ref_stats[0], sigma2=ref_stats[1])
+    return M.frechet_distance(*stats, *ref_stats, method="sqrtm" if method == "auto" else method)
+
 
 def _inception_metrics(wanted, sample_feats: dict, ref: Optional[Source], ref_feats: Optional[dict], opts: dict,
                        out: dict, notes: list) -> None:
@@ -62,8 +81,8 @@ def _inception_metrics(wanted, sample_feats: dict, ref: Optional[Source], ref_fe
         mu_r, sigma_r = (stored["mu"], stored["sigma"]) if "mu" in stored else M.gaussian_stats(feats["pool3"])
         if len(mu_r) != POOL3_DIM:
             raise SourceError(f"{ref.name}: key mu has {len(mu_r)} values; allowed: {POOL3_DIM} (pool3)")
-        out["fid"] = M.frechet_distance(*M.gaussian_stats(sample_feats["pool3"]), mu_r, sigma_r,
-                                        method=opts["fd_method"])
+        out["fid"] = _fd(sample_feats["pool3"], M.gaussian_stats(sample_feats["pool3"]),
+                         None if "mu" in stored else feats["pool3"], (mu_r, sigma_r), opts["fd_method"])
     if "sfid" in wanted:
         if "mu_s" in stored:
             mu_r, sigma_r = stored["mu_s"], stored.get("sigma_s")
@@ -74,8 +93,8 @@ def _inception_metrics(wanted, sample_feats: dict, ref: Optional[Source], ref_fe
         else:
             if len(mu_r) != SPATIAL_DIM:
                 raise SourceError(f"{ref.name}: key mu_s has {len(mu_r)} values; allowed: {SPATIAL_DIM} (17x17x7)")
-            out["sfid"] = M.frechet_distance(sample_feats["spatial_mu"], sample_feats["spatial_sigma"], mu_r,
-                                             sigma_r, method=opts["fd_method"])
+            out["sfid"] = _fd(sample_feats.get("spatial"), (sample_feats["spatial_mu"], sample_feats["spatial_sigma"]),
+                              None if "mu_s" in stored else feats.get("spatial"), (mu_r, sigma_r), opts["fd_method"])
     if {"prec", "recall", "kid"} & set(wanted):
         if "pool3" not in feats:
             notes.append("precision/recall/kid: unavailable: the reference carries statistics but no images (arr_0)")
@@ -98,11 +117,51 @@ def _proxy_metrics(sample_feats: dict, ref_feats: Optional[dict], labels, opts: 
         notes.append("fmnist proxy distances: unavailable: the reference has no images")
         return
     fake, real = sample_feats["proxy"], ref_feats["proxy"]
-    out["fd_fmnist_proxy"] = M.frechet_distance(*M.gaussian_stats(fake), *M.gaussian_stats(real),
-                                                method=opts["fd_method"])
+    out["fd_fmnist_proxy"] = _fd(fake, M.gaussian_stats(fake), real, M.gaussian_stats(real), opts["fd_method"])
     out["kid_fmnist_proxy"], out["kid_fmnist_proxy_std"] = M.kernel_inception_distance(
         fake, real, opts["kid_subsets"], opts["kid_subset_size"])
     out["precision_fmnist_proxy"], out["recall_fmnist_proxy"] = M.precision_recall(real, fake, opts["k"])
+
+
+def _replicates(out: dict, sample_feats: dict, ref: Optional[Source], inception_ref: Optional[dict],
+                proxy_ref: Optional[dict], labels, opts: dict, n: int) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of every metric computed in ``out``, from the features already extracted.
+    The reference is resampled where it is a sample set (rows), held fixed where it is statistics."""
+    ref_rows = next((f for f in (inception_ref, proxy_ref) if f is not None), None)
+    m = None if ref_rows is None else len(next(v for k, v in ref_rows.items() if k in ("pool3", "proxy")))
+    draws = B.Draws.make(n, len(next(iter(v for k, v in sample_feats.items() if k in ("pool3", "proxy")))), m)
+    ref_counts = draws.reference if draws.reference is not None else None
+    ones = np.ones((n, m)) if m is not None else None
+    reps: dict[str, np.ndarray] = {}
+    stored = ref.stats if ref is not None else {}
+    feats = inception_ref or {}
+    for metric, key, mu_key, sigma_key in (("fid", "pool3", "mu", "sigma"), ("sfid", "spatial", "mu_s", "sigma_s")):
+        if out.get(metric) is None:
+            continue
+        if mu_key in stored:
+            reps[metric] = B.frechet_replicates(sample_feats[key], B.Draws(draws.samples, None),
+                                                ref_stats=(stored[mu_key], stored[sigma_key]))
+        else:
+            reps[metric] = B.frechet_replicates(sample_feats[key], draws, ref_x=feats[key])
+    if out.get("is") is not None:
+        reps["is"] = B.inception_score_replicates(sample_feats["logits"], draws.samples, opts["is_split_size"])
+    for prefix, fake_key, ref_feats in (("", "pool3", inception_ref), ("_fmnist_proxy", "proxy", proxy_ref)):
+        if ref_feats is None or fake_key not in ref_feats:
+            continue
+        fake, real = sample_feats[fake_key], ref_feats[fake_key]
+        if prefix and out.get("fd_fmnist_proxy") is not None:
+            reps["fd_fmnist_proxy"] = B.frechet_replicates(fake, draws, ref_x=real)
+        if out.get("kid" + prefix) is not None:
+            reps["kid" + prefix] = B.kid_replicates(fake, real, draws, opts["kid_subsets"], opts["kid_subset_size"])
+        if out.get("precision" + prefix) is not None:
+            reps["precision" + prefix] = B.coverage_replicates(fake, real, opts["k"], draws.samples, ref_counts)
+        if out.get("recall" + prefix) is not None:
+            reps["recall" + prefix] = B.coverage_replicates(real, fake, opts["k"],
+                                                            ref_counts if ref_counts is not None else ones,
+                                                            draws.samples)
+    if out.get("class_accuracy_fmnist_proxy") is not None:
+        reps["class_accuracy_fmnist_proxy"] = B.mean_replicates(sample_feats["proxy_pred"] == labels, draws.samples)
+    return reps
 
 
 # --- entry point ------------------------------------------------------------------------------------------------
@@ -110,8 +169,9 @@ def _proxy_metrics(sample_feats: dict, ref_feats: Optional[dict], labels, opts: 
 def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, *, batch_size: int = 50,
              device: str = "cpu", weights=None, progress: bool = True, use_cache: bool = True, k: int = 3,
              kid_subsets: int = 100, kid_subset_size: int = 1000, is_split_size: int = 5000,
-             fd_method: str = "sqrtm") -> dict:
-    """Metrics of SAMPLES against REF as one flat dict (keys in docs/CONTRACTS.md; null = not computed)."""
+             fd_method: str = "auto", bootstrap: int = 0) -> dict:
+    """Metrics of SAMPLES against REF as one flat dict (keys in docs/CONTRACTS.md; null = not computed).
+    ``bootstrap`` = N > 0 adds a 95 % interval ``<metric>_ci95`` for every metric (`evaluation.bootstrap`)."""
     start = time.time()
     wanted = parse_metrics(metrics)
     if batch_size < 1:
@@ -125,8 +185,11 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     if "proxy" in wanted and sample_src.labels is not None and sample_src.labels.max(initial=0) >= 10:
         raise SourceError(f"{sample_src.name}: key arr_1 has labels up to {sample_src.labels.max()}; the "
                           "Fashion-MNIST proxy allows 0..9")
-    if fd_method not in ("sqrtm", "eigh"):
-        raise SourceError(f"fd_method {fd_method!r} is unknown; allowed: sqrtm (ADM), eigh")
+    if fd_method not in FD_METHODS:
+        raise SourceError(f"fd_method {fd_method!r} is unknown; allowed: auto (sqrtm, or the exact low-rank form "
+                          "below 2048 rows), sqrtm (ADM), eigh")
+    if not isinstance(bootstrap, int) or isinstance(bootstrap, bool) or bootstrap < 0 or bootstrap == 1:
+        raise SourceError(f"--bootstrap {bootstrap}: must be 0 (no intervals) or a number of replicates >= 2")
     too_few = [s for s in (sample_src, ref_src) if s is not None and 0 < s.num <= k]
     if {"prec", "recall"} & set(wanted) and too_few:
         raise SourceError(f"{too_few[0].name}: {too_few[0].num} images; precision/recall with k={k} needs more than {k}")
@@ -151,11 +214,14 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     if "proxy" in wanted:
         from mpdit_bench.evaluation.proxy import ProxyFeatures
 
-        proxy = ProxyFeatures(device=device, progress=progress)
+        proxy = ProxyFeatures(device=device)
         out["proxy_weights_sha256"] = proxy.sha256
         sample_extractors.append(proxy)
 
-    sample_feats = extract(sample_src.batches(batch_size), sample_src.num, sample_extractors, "samples", progress)
+    rows = () if bootstrap else MOMENT_KEYS
+    sample_feats = extract(sample_src.batches(batch_size), sample_src.num, sample_extractors, "samples", progress,
+                           moment_keys=rows)
+    inception_ref = proxy_ref = None
 
     if inception is not None:
         ref_feats = None
@@ -164,16 +230,27 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
             or ("sfid" in wanted and "mu_s" not in ref_src.stats))
         if needs_images:
             ref_feats = reference_features(ref_src, f"inception-{out['inception_weights_sha256'][:16]}", inception,
-                                           batch_size, progress, use_cache)
+                                           batch_size, progress, use_cache,
+                                           rows=bool(bootstrap) and "sfid" in wanted)
+            inception_ref = ref_feats
             out["num_reference"], out["reference_cached"] = ref_src.num, bool(ref_feats["cached"])
         _inception_metrics(wanted, sample_feats, ref_src, ref_feats, opts, out, notes)
     if proxy is not None:
         ref_feats = None
         if ref_src is not None and ref_src.num > 0:
             ref_feats = reference_features(ref_src, f"proxy-{proxy.sha256[:16]}", proxy, batch_size, progress, use_cache)
+            proxy_ref = ref_feats
             out["num_reference"] = ref_src.num
         _proxy_metrics(sample_feats, ref_feats, sample_src.labels, opts, out, notes)
 
+    out["bootstrap"] = 0
+    if bootstrap:
+        boot_start = time.time()
+        B.add_intervals(out, _replicates(out, sample_feats, ref_src, inception_ref, proxy_ref, sample_src.labels,
+                                         opts, bootstrap), bootstrap)
+        out["bootstrap_s"] = round(time.time() - boot_start, 2)
+        notes.append("intervals: 95 %, bootstrap of the extracted features (docs/EVALUATION.md); precision/recall "
+                     "keep the full sets' k-NN radii")
     out["notes"] = notes
     out["wall_s"] = round(time.time() - start, 2)
     return out

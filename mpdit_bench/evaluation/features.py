@@ -63,8 +63,9 @@ def progress_bar(enabled: bool = True, unit: str = "img") -> Progress:
 
 
 def extract(batches: Iterable[np.ndarray], total: int, extractors: list[Callable[[np.ndarray], dict]],
-            description: str = "features", progress: bool = True) -> dict:
-    """Run every extractor on every batch; keys in MOMENT_KEYS become running (mu, sigma), the rest are stacked."""
+            description: str = "features", progress: bool = True, moment_keys: tuple[str, ...] = MOMENT_KEYS) -> dict:
+    """Run every extractor on every batch; keys in ``moment_keys`` become running (mu, sigma), the rest are
+    stacked. The bootstrap passes ``moment_keys=()``: resampling needs every row; (mu, sigma) come beside them."""
     stacked: dict[str, list] = {}
     moments: dict[str, Moments] = {}
     with progress_bar(progress) as bar:
@@ -72,12 +73,15 @@ def extract(batches: Iterable[np.ndarray], total: int, extractors: list[Callable
         for images in batches:
             for fn in extractors:
                 for key, value in fn(images).items():
-                    if key in MOMENT_KEYS:
+                    if key in moment_keys:
                         moments.setdefault(key, Moments()).update(value)
                     else:
                         stacked.setdefault(key, []).append(value)
             bar.advance(task, len(images))
     out = {k: np.concatenate(v) for k, v in stacked.items()}
+    for key in set(MOMENT_KEYS) - set(moment_keys):
+        if key in out and len(out[key]) >= 2:
+            moments.setdefault(key, Moments()).update(out[key])
     for key, m in moments.items():
         if m.n >= 2:  # a covariance needs two vectors; callers report the metric as unavailable otherwise
             out[f"{key}_mu"], out[f"{key}_sigma"] = m.stats()

@@ -80,6 +80,37 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = 
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def centred_rows(x: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, A) with sigma = A^T A exactly: rows (x_i - mu) sqrt(c_i / (n - 1)), c = how often row i is
+    counted (1 each by default; a bootstrap resample's counts otherwise)."""
+    x = np.asarray(x, np.float64)
+    c = np.ones(len(x)) if counts is None else np.asarray(counts, np.float64)
+    n = c.sum()
+    if n < 2:
+        raise ValueError(f"need at least 2 feature vectors for a covariance, got {n:g}")
+    mu = c @ x / n
+    return mu, (x - mu) * np.sqrt(c / (n - 1))[:, None]
+
+
+def frechet_distance_rows(mu1: np.ndarray, rows1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray | None = None,
+                          rows2: np.ndarray | None = None) -> float:
+    """The Frechet distance when sigma1 = A1^T A1 has fewer rows than dimensions (N < D: singular).
+
+    The non-zero eigenvalues of S1 S2 are those of A1 S2 A1^T (N x N), or, with S2 = A2^T A2 too, the
+    squared singular values of A1 A2^T (N x M): Tr((S1 S2)^1/2) is their root sum, exact, in N D^2 (or
+    N M D) multiply-adds instead of a D x D matrix square root of a singular product.
+    """
+    diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+    trace1 = float((rows1 * rows1).sum())
+    if rows2 is not None:
+        trace2 = float((rows2 * rows2).sum())
+        cross = float(np.linalg.svd(rows1 @ rows2.T, compute_uv=False).sum())
+    else:
+        trace2 = float(np.trace(sigma2))
+        cross = float(np.sqrt(np.clip(np.linalg.eigvalsh(rows1 @ sigma2 @ rows1.T), 0, None)).sum())
+    return float(diff @ diff + trace1 + trace2 - 2 * cross)
+
+
 def inception_score(logits: np.ndarray, split_size: int = 5000) -> float:
     """ADM: softmax of the bias-free logits, mean over consecutive splits of exp(E KL(p(y|x) || p(y)))."""
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)

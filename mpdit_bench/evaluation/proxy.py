@@ -1,4 +1,8 @@
-"""A CPU proxy for FID: a small Fashion-MNIST classifier trained once (seeded) and cached.
+"""A CPU proxy for FID: a small Fashion-MNIST classifier, trained once with `RECIPE` and shipped.
+
+The weights are part of the package (``assets/fmnist_proxy.safetensors``, 0.6 MB, SHA-256 pinned below,
+made by ``scripts/make_proxy_weights.py``): trained on each machine, the classifier came out different
+and the same samples scored differently.
 
 Its 128-d penultimate features give Frechet distance, KID and precision/recall *proxies*, and its
 predictions the class accuracy of conditional samples. These are never FID: every key says fmnist_proxy.
@@ -6,17 +10,17 @@ predictions the class accuracy of conditional samples. These are never FID: ever
 
 from __future__ import annotations
 
-import hashlib
-import json
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mpdit_bench.evaluation.inception import cache_dir
-from mpdit_bench.files import save_torch_atomic, sha256_file
+from mpdit_bench.files import sha256_file
 
+SHIPPED = Path(__file__).parent / "assets" / "fmnist_proxy.safetensors"
+SHIPPED_SHA256 = "41e8165e53b29e9defc6b7236b8fd82f8cd43e1d2f77b9c014e7746c192fafa2"
 RECIPE = {"version": 1, "arch": "conv16-32-64-fc128", "epochs": 2, "batch_size": 128, "lr": 2e-3, "seed": 0,
           "train_limit": None, "test_limit": None}
 FEATURE_DIM = 128
@@ -52,10 +56,6 @@ def to_input(images: np.ndarray) -> torch.Tensor:
     elif x.shape[-2:] != (32, 32):
         x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
     return x
-
-
-def recipe_hash(recipe: dict) -> str:
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def train_proxy(recipe: dict, progress: bool = True) -> tuple[dict, float]:
@@ -99,29 +99,37 @@ def _train(recipe: dict, progress: bool) -> tuple[dict, float]:
     return net.state_dict(), accuracy
 
 
-def proxy_weights(recipe: dict | None = None, progress: bool = True) -> tuple[str, str]:
-    """(path, sha256) of the cached proxy classifier, trained on first use. Keyed by the recipe's hash."""
-    recipe = recipe or RECIPE
-    folder = cache_dir() / "proxy"
-    path = folder / f"fmnist-proxy-{recipe_hash(recipe)}.pt"
-    if not path.is_file():
-        state, accuracy = train_proxy(recipe, progress)
-        meta = folder / f"{path.stem}.json"
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_text(json.dumps({"recipe": recipe, "test_accuracy": accuracy}, indent=2))
-        save_torch_atomic(state, path)
-    return str(path), sha256_file(path)
+class ProxyWeightsError(RuntimeError):
+    """The shipped proxy weights are missing or are not the pinned file."""
+
+
+def proxy_weights() -> tuple[str, str]:
+    """(path, sha256) of the shipped proxy classifier, checked against the pinned hash: every machine
+    scores the same samples with the same weights."""
+    if not SHIPPED.is_file():
+        raise ProxyWeightsError(f"{SHIPPED} is missing: reinstall mpdit-bench (it ships the proxy's weights)")
+    sha = sha256_file(SHIPPED)
+    if sha != SHIPPED_SHA256:
+        raise ProxyWeightsError(f"{SHIPPED} has SHA-256 {sha}, not the pinned {SHIPPED_SHA256}: "
+                                "reinstall mpdit-bench, or rebuild with scripts/make_proxy_weights.py and pin it")
+    return str(SHIPPED), sha
+
+
+def load_proxy(path: str | Path) -> FmnistNet:
+    from safetensors.torch import load_file  # tensors only: nothing in the file is executed
+
+    net = FmnistNet()
+    net.load_state_dict(load_file(str(path)))
+    return net.eval()
 
 
 class ProxyFeatures:
     """uint8 (B, H, W, 3) -> {'proxy': (B, 128) penultimate features, 'proxy_pred': (B,) predicted class}."""
 
-    def __init__(self, device: str = "cpu", recipe: dict | None = None, progress: bool = True):
-        self.path, self.sha256 = proxy_weights(recipe or RECIPE, progress)
+    def __init__(self, device: str = "cpu"):
+        self.path, self.sha256 = proxy_weights()
         self.device = torch.device(device)
-        self.net = FmnistNet()
-        self.net.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
-        self.net.to(self.device).eval()
+        self.net = load_proxy(self.path).to(self.device)
 
     @torch.no_grad()
     def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:

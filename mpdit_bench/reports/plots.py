@@ -40,22 +40,45 @@ def _legend_outside(ax) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
-def pareto_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str) -> int:
-    """Metric vs true GFLOPs of the trained model; returns how many runs had no value (not plotted)."""
-    pts = [(r["gflops"], _value(r, metric), r["label"]) for r in records if r.get("gflops") is not None]
-    have = [(x, y, label) for x, y, label in pts if y is not None]
-    style = _styles([label for _, _, label in have])
+def indistinguishable(points: list[dict[str, Any]]) -> set[str]:
+    """Labels off the front of the means whose interval overlaps the interval of a front point with no more
+    GFLOPs: the data cannot tell them from the front (lower is better)."""
+    have = [p for p in points if p["summary"].mean is not None and p["gflops"] is not None]
+    front = {(x, y) for x, y in pareto_front([(p["gflops"], p["summary"].mean) for p in have])}
+    on = [p for p in have if (p["gflops"], p["summary"].mean) in front]
+    out = set()
+    for p in have:
+        if (p["gflops"], p["summary"].mean) in front or p["summary"].low is None:
+            continue
+        if any(f["gflops"] <= p["gflops"] and f["summary"].high is not None
+               and p["summary"].low <= f["summary"].high for f in on):
+            out.add(p["label"])
+    return out
+
+
+def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str) -> int:
+    """Mean over seeds vs true GFLOPs of the trained model, 95 % error bars, the front of the means, and
+    hollow markers for points not distinguishable from it; returns how many configurations had no value."""
+    have = [p for p in points if p["summary"].mean is not None and p["gflops"] is not None]
+    style = _styles([p["label"] for p in have])
+    hollow = indistinguishable(have)
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    for x, y, label in have:
-        ax.scatter(x, y, s=30, label=label, **style[label])
-    front = pareto_front([(x, y) for x, y, _ in have])
+    for p in have:
+        s = p["summary"]
+        yerr = None if s.low is None else [[s.mean - s.low], [s.high - s.mean]]
+        st = style[p["label"]]
+        name = p["label"] + (" (smoke)" if p["smoke"] else "") + (" ~front" if p["label"] in hollow else "")
+        ax.errorbar(p["gflops"], s.mean, yerr=yerr, fmt=st["marker"], color=st["color"], capsize=3, ms=6,
+                    mfc="none" if p["label"] in hollow else st["color"], label=f"{name} (n={s.n})")
+    front = pareto_front([(p["gflops"], p["summary"].mean) for p in have])
     if len(front) > 1:
-        ax.plot(*zip(*front), "k--", lw=1, label="Pareto front (lower is better)")
+        ax.plot(*zip(*front), "k--", lw=1, label="Pareto front of the means (lower is better)")
     _legend_outside(ax)
     ax.set_xlabel("GFLOPs per image, true count (fvcore convention)")
     ax.set_ylabel(metric)
-    missing = len(records) - len(have)
-    ax.set_title(title + (f"\n({missing} run(s) without {metric} not plotted)" if missing else ""), fontsize=9)
+    missing = len(points) - len(have)
+    ax.set_title(title + (f"\n({missing} configuration(s) without {metric} not plotted)" if missing else ""),
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -63,7 +86,8 @@ def pareto_plot(records: list[dict[str, Any]], metric: str, out: Path, title: st
 
 
 def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str) -> None:
-    """Left: training loss against training compute (3 x GFLOPs x images); right: final metric against it."""
+    """Left: training loss against training compute (3 x GFLOPs x images); right: each run's final metric
+    against it, with the 95 % interval of its evaluation as error bars."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
     style = _styles([rec["label"] for rec in records])
     for rec in records:
@@ -78,7 +102,11 @@ def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: s
             left.plot(xs, ys, lw=1, color=colour)
         y = _value(rec, metric)
         if y is not None and rec.get("images_seen"):
-            right.scatter(3 * g * rec["images_seen"] / 1e6, y, s=30, label=rec["label"], **style[rec["label"]])
+            ci = (rec.get("intervals") or {}).get(metric)
+            st = style[rec["label"]]
+            label = rec["label"] if rec["label"] not in right.get_legend_handles_labels()[1] else None
+            right.errorbar(3 * g * rec["images_seen"] / 1e6, y, yerr=None if not ci else [[y - ci[0]], [ci[1] - y]],
+                           fmt=st["marker"], color=st["color"], capsize=3, ms=5, label=label)
     left.set_xlabel("training compute (PFLOP, multiply-adds)")
     left.set_ylabel("training loss")
     right.set_xlabel("training compute (PFLOP, multiply-adds)")

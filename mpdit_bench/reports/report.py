@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench import paper as published
+from mpdit_bench.reports import verdicts as V
 from mpdit_bench.reports.paper_render import table_markdown
 from mpdit_bench.reports.paper_tables import build_table
 from mpdit_bench.reports.plots import compute_plot, pareto_plot
-from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, markdown_table, table_row
-from mpdit_bench.sweeps.experiment import RunSpec, load_experiment, primary_metric
+from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, fmt, markdown_table, table_row
+from mpdit_bench.sweeps.experiment import RunSpec, load_experiment, primary_metric, reference_label
 from mpdit_bench.sweeps.lookup import experiment_names
 
 
@@ -60,6 +61,52 @@ def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str 
     return written
 
 
+def _configurations(specs: list[RunSpec], records: list[dict[str, Any]]) -> dict[str, tuple[RunSpec, list[dict]]]:
+    """label -> (its first run, the finished records of all its seeds), in the experiment's order."""
+    by_id = {r["run_id"]: r for r in records}
+    configs: dict[str, tuple[RunSpec, list[dict]]] = {}
+    for spec in specs:
+        recs = configs.setdefault(spec.label, (spec, []))[1]
+        if spec.run_id in by_id:
+            recs.append(by_id[spec.run_id])
+    return configs
+
+
+def _interval(low, high) -> str:
+    return MISSING if low is None else f"[{fmt(low, 3)}, {fmt(high, 3)}]"
+
+
+def _verdict_section(exp, configs: dict[str, tuple[RunSpec, list[dict]]], metrics: list[str]) -> str:
+    """Mean over seeds with a 95 % interval per configuration, and the verdict against its reference."""
+    lines = ["\n## Against the reference: mean over seeds, 95 % intervals, verdicts\n",
+             "Per configuration: the mean over its training seeds with a 95 % interval (Student's t over the "
+             "seeds; with one seed, the bootstrap interval of its single evaluation). Against the reference "
+             "(the experiment's `reference`): the difference of the means with a 95 % interval, paired by "
+             "seed (t on the per-seed differences) where at least two seeds match, else a bootstrap of the "
+             "difference (`mpdit_bench/reports/verdicts.py`); \"better\" / \"worse\" when the interval "
+             "excludes 0, else \"no detectable difference\". No correction for multiple comparisons. "
+             "Smoke configurations (one seed where others have several) are marked.\n\n"]
+    rows = []
+    for metric in metrics:
+        for label, (spec, recs) in configs.items():
+            summary = V.summarise(label, recs, metric)
+            if summary.n == 0:
+                continue
+            ref_label = reference_label(exp, spec)
+            ref = configs.get(ref_label, (None, []))[1] if ref_label else []
+            if ref_label is None or label == ref_label:
+                verdict = V.Verdict(label, metric, None, None, None, "reference" if label == ref_label else "—", "—")
+            else:
+                verdict = V.compare(label, recs, ref, metric)
+            rows.append({"metric": metric, "configuration": label + (" (smoke)" if spec.smoke else ""),
+                         "seeds": str(summary.n), "mean": fmt(summary.mean, 3),
+                         "95 % interval": _interval(summary.low, summary.high),
+                         "vs reference": ref_label or MISSING, "difference": fmt(verdict.diff, 3),
+                         "difference 95 %": _interval(verdict.low, verdict.high), "test": verdict.test,
+                         "verdict": verdict.verdict})
+    return "\n".join(lines) + markdown_table(rows)
+
+
 def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     by_id = {r["run_id"]: r for r in records}
     specs = exp.runs(scale) if exp and scale in exp.raw["scales"] else []
@@ -87,22 +134,31 @@ def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_d
                  "are in the \"trained\" columns; its metrics are Fashion-MNIST proxies and a small-sample FID, "
                  "not comparable with ImageNet FID." if scale == "cpu" else "") + "\n")
     md.append(markdown_table(rows))
+    configs = _configurations(specs, records)
+    points = [{"label": label, "smoke": spec.smoke, "gflops": next((r["gflops"] for r in recs if r.get("gflops")), None),
+               "summary": V.summarise(label, recs, primary)} for label, (spec, recs) in configs.items() if recs]
+    if records and exp:
+        md.append(_verdict_section(exp, configs, [primary, "heldout_loss", *[m for m in metrics if m != primary]]))
     files = []
     if records and primary:
         pareto = out_dir / f"{stem}_pareto.png"
-        missing = pareto_plot(records, primary, pareto, f"{name} ({scale}): {primary} vs GFLOPs")
+        missing = pareto_plot(points, primary, pareto,
+                              f"{name} ({scale}): {primary} vs GFLOPs, mean over seeds with 95 % interval")
         compute = out_dir / f"{stem}_compute.png"
         compute_plot(records, primary, compute, f"{name} ({scale}): loss and {primary} vs training compute")
         md.append(f"\n## {primary} against GFLOPs\n\n![pareto]({pareto.name})\n")
         if missing:
-            md.append(f"\n{missing} finished run(s) have no {primary} value and are not plotted.\n")
+            md.append(f"\n{missing} configuration(s) have no {primary} value and are not plotted.\n")
+        md.append("\nError bars: the 95 % intervals of the table above. Hollow markers: off the Pareto front "
+                  "(of the means) but not distinguishable from it: the interval overlaps that of a front point "
+                  "with no more GFLOPs.\n")
         md.append(f"\n## Against training compute\n\n![compute]({compute.name})\n")
         files += [pareto, compute]
-        grids = [(r["label"], r.get("sample_grid")) for r in records]
+        grids = [(r["label"], r.get("seed"), r.get("sample_grid")) for r in records]
         md.append("\n## Sample grids\n")
-        for label, grid in grids:
+        for label, seed, grid in grids:
             link = os.path.relpath(grid, out_dir) if grid else None
-            md.append(f"- {label}: " + (f"[samples]({link})" if link else MISSING))
+            md.append(f"- {label}, seed {seed}: " + (f"[samples]({link})" if link else MISSING))
     path = out_dir / f"{stem}.md"
     path.write_text("\n".join(md) + "\n")
     return [path, *files]

@@ -37,6 +37,7 @@ def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], 
     row = {
         "run": spec.label,
         "paper row": spec.paper_row or MISSING,
+        "seed": f"{spec.seed} (smoke)" if spec.smoke else str(spec.seed),
         "params M (paper)": fmt(printed["params"], 1) if printed["params"] is not None else NOT_IN_FACTS,
         "params M (ours)": fmt(ours["params"] / 1e6, 1),
         "GFLOPs (paper)": fmt(printed["gflops"], 2) if printed["gflops"] is not None else NOT_IN_FACTS,

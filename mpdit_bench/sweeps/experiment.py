@@ -10,6 +10,8 @@
       - grid: {model: [MPDiT-B, MPDiT-XL], model_overrides.refine_depth: [4, 6, 8]}
       - variants: [{model: DiT-B/2+shared+tokens+fno, label: "isotropic"}]
     budget: {reference: isotropic}          # optional: equal training compute (see `apply_budget`)
+    seeds: 3                                # optional: replicates over training seeds (see `replicate`)
+    reference: isotropic                    # optional: the run every other run is compared against
 
 A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
 ``cpu`` / ``paper`` apply only at that scale; ``paper_row: mpdit/4/mpdit-b-k4`` names the table row the run
@@ -34,10 +36,10 @@ from mpdit_bench.validation import Key, check_section, is_int
 from mpdit_bench.validation import require as _need
 
 SCALES = ("paper", "cpu")
-TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget")
-SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm")
+TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference")
+SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm", "seeds")
 VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
-                 "group", "paper_row")
+                 "group", "paper_row", "seeds")
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
            "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
 CPU_GEOMETRY = {"in_channels": 1, "num_classes": 10, "input_size": 32}  # Fashion-MNIST padded to 32x32
@@ -49,6 +51,9 @@ EVAL_KEYS: dict[str, Key] = {
     "primary": Key(None, lambda v: v in METRICS, "one of eval.metrics"),
     "device": Key(None, lambda v: isinstance(v, str), "cpu, cuda, cuda:1, ..."),
     "batch_size": Key(None, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "bootstrap": Key(None, lambda v: is_int(v) and v >= 0 and v != 1,
+                     "0 (no intervals) or a number of bootstrap replicates >= 2"),
+    "heldout": Key(None, lambda v: isinstance(v, bool), "true or false (the held-out flow-matching loss on the fixed grid)"),
 }
 
 
@@ -87,8 +92,10 @@ class RunSpec:
     axes: dict[str, Any] = field(default_factory=dict)  # the values this run set (for tables)
     paper_table: str | None = None   # the paper table this run's experiment rebuilds (not in the id)
     run_id: str = ""
-    group: str | None = None         # budget group: runs matched to one reference run (not in the id)
+    group: str | None = None         # budget / reference group: runs matched to one reference run (not in the id)
     paper_row: str | None = None     # the table row it rebuilds, PAPER/TABLE/ROW (not in the id)
+    seed: int = 0                    # training seed (= train.seed, so in the id; not in the label)
+    smoke: bool = False              # a single-seed run of a replicated experiment: no verdict of its own
 
     def run_config(self) -> dict[str, Any]:
         """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` and ``sample.device`` are
@@ -129,8 +136,8 @@ class Experiment:
     paper_table: str | None
     raw: dict[str, Any]
 
-    def runs(self, scale: str) -> list[RunSpec]:
-        return expand(self, scale)
+    def runs(self, scale: str, seeds: int | None = None) -> list[RunSpec]:
+        return expand(self, scale, seeds)
 
 
 # ---- loading and validation ----------------------------------------------------------------------
@@ -160,6 +167,10 @@ def load_experiment(path: str | Path) -> Experiment:
         _budget_references(raw["budget"], source)
     if raw.get("paper_table") is not None:
         _lookup(lambda: published.table(str(raw["paper_table"])), "paper_table", raw["paper_table"], source)
+    if "seeds" in raw:
+        _seed_list(raw["seeds"], "seeds", source)
+    if "reference" in raw:
+        _references(raw["reference"], "reference", source)
     exp = Experiment(raw["name"], source, raw.get("description", ""), raw.get("paper_table"), raw)
     for scale in scales:
         expand(exp, scale)  # resolves every run: bad overrides fail here, before any compute
@@ -210,8 +221,9 @@ def _set(target: dict[str, Any], dotted: str, value: Any) -> None:
     target[leaf] = copy.deepcopy(value)
 
 
-def expand(exp: Experiment, scale: str) -> list[RunSpec]:
-    """All runs of ``exp`` at ``scale``, in file order, duplicates (same id) dropped."""
+def expand(exp: Experiment, scale: str, seeds: int | None = None) -> list[RunSpec]:
+    """All runs of ``exp`` at ``scale``, in file order, duplicates (same id) dropped. ``seeds`` (the
+    sweep's ``--seeds N``) replicates every run over N training seeds, overriding the file's ``seeds``."""
     raw, source = exp.raw, exp.path
     if scale not in raw["scales"]:
         raise ConfigError("--scale", scale, "a scale this experiment defines: " + ", ".join(raw["scales"]), source)
@@ -220,10 +232,15 @@ def expand(exp: Experiment, scale: str) -> list[RunSpec]:
     if "budget" in raw:
         apply_budget(specs, _budget_references(raw["budget"], source), [_sets_steps(p, scale) for p in points],
                      source)
-    else:
+    elif not isinstance(raw.get("reference"), dict):
         for spec in specs:
             _need(spec.group is None, "group", spec.group, "no group: groups need a top-level "
-                  "budget: {reference: {GROUP: LABEL, ...}}", source)
+                  "budget: {reference: {GROUP: LABEL, ...}} or reference: {GROUP: LABEL, ...}", source)
+    if "reference" in raw:
+        check_references(specs, _references(raw["reference"], "reference", source), "reference", source)
+    replicated = [_seeds_of(raw, scale, point, seeds, source) for point in points]
+    most = max(len(s) if isinstance(s, list) else s for s in replicated)
+    specs = [r for spec, seed_list in zip(specs, replicated) for r in replicate(spec, seed_list, most)]
     runs, seen = [], set()
     for spec in specs:
         if spec.run_id not in seen:
@@ -254,6 +271,8 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
                 post_rule.update({rest: value} if rest else value)
                 continue
         _need(root in VARIANT_ROOTS, key, value, "keys under " + ", ".join(VARIANT_ROOTS + SCALES), source)
+        if root == "seeds":
+            continue  # replicates: expanded after resolving (`replicate`)
         if root == "model_overrides" and not rest:
             _need(isinstance(value, dict), key, value, "a mapping of model config keys", source)
             merged["model_overrides"].update(value)
@@ -285,7 +304,7 @@ def _resolve(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec:
     spec = RunSpec(exp.name, scale, str(label), preset.name, overrides, cfg.to_dict(), full.to_dict(),
                    merged["resolution"] if scale == "paper" else 32 * 8, int(merged["nproc"]), merged["data"], train,
                    merged["sample"], merged["eval"], section.get("slurm", {}), axes, exp.paper_table,
-                   group=group)
+                   group=group, seed=int(train.get("seed", 0)))
     spec.paper_row = _paper_row(merged.get("paper_row"), exp.paper_table, full, scale, source)
     spec.run_id = run_id(spec)
     check_run(spec, source)
@@ -312,6 +331,85 @@ def _paper_row(ref: Any, paper_table: str | None, full: ModelConfig, scale: str,
     _need(not differ, "paper_row", ref, "a row whose architecture is the run's: the run differs in "
           + ", ".join(f"{k} (run {have[k]!r}, row {want[k]!r})" for k in differ), source)
     return row.ref
+
+
+# ---- replicates over training seeds -------------------------------------------------------------------
+def _seed_list(value: Any, key: str, source: str) -> list[int] | None:
+    """``seeds: N`` (N replicates: the run's train.seed, +1, ...) or ``seeds: [s0, s1, ...]``."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    ok = (is_int(value) and value >= 1) or (isinstance(value, list) and value and all(is_int(v) and v >= 0
+                                                                                        for v in value)
+                                             and len(set(value)) == len(value))
+    _need(ok, key, value, "a number of replicates >= 1, or a list of distinct training seeds >= 0", source)
+    return value if isinstance(value, list) else None
+
+
+def _seeds_of(raw: dict[str, Any], scale: str, point: dict[str, Any], override: int | None,
+              source: str) -> int | list[int]:
+    """The seeds of one grid point: --seeds N, else the point's (scale-only first), the scale's, the file's, 1."""
+    if override is not None:
+        _need(isinstance(override, int) and override >= 1, "--seeds", override, "an integer >= 1", source)
+        return override
+    for key in (f"{scale}.seeds", "seeds"):
+        if key in point:
+            _seed_list(point[key], key, source)
+            return point[key]
+    for where, section in ((f"scales.{scale}.seeds", raw["scales"][scale]), ("seeds", raw)):
+        if "seeds" in section:
+            _seed_list(section["seeds"], where, source)
+            return section["seeds"]
+    return 1
+
+
+def replicate(spec: RunSpec, seeds: int | list[int], most: int) -> list[RunSpec]:
+    """One run per training seed: train.seed (hence the run id) changes, the label and the sampling seed
+    do not, so replicates of a configuration share their label and draw the same sampling noise. A
+    configuration with fewer seeds than the experiment's most is marked ``smoke`` (shown as such)."""
+    seed_list = seeds if isinstance(seeds, list) else [spec.seed + i for i in range(seeds)]
+    out = []
+    for seed in seed_list:
+        rep = copy.deepcopy(spec)
+        if seed != spec.seed:  # the first replicate is the unreplicated run itself, with its id
+            rep.train = {**rep.train, "seed": seed}
+        rep.seed, rep.smoke = seed, most > 1 and len(seed_list) == 1
+        rep.run_id = run_id(rep)
+        out.append(rep)
+    return out
+
+
+# ---- the reference of the comparisons -----------------------------------------------------------------
+def _references(value: Any, key: str, source: str) -> dict[str | None, str]:
+    """``reference: LABEL`` (one for every run) or ``reference: {GROUP: LABEL, ...}`` (runs name a group)."""
+    if isinstance(value, str):
+        return {None: value}
+    _need(isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in value.items()),
+          key, value, "a run label, or a mapping of group names to run labels", source)
+    return dict(value)
+
+
+def check_references(specs: list[RunSpec], references: dict[str | None, str], key: str, source: str) -> None:
+    """Every run's group has a reference, and each reference label names exactly one configuration."""
+    allowed = ("no group: reference is one label" if None in references
+               else "a group of reference: " + ", ".join(map(str, references)))
+    for spec in specs:
+        _need(spec.group in references, "group", spec.group, allowed, source)
+    for group, label in references.items():
+        members = [s for s in specs if s.group == group]
+        if members:
+            found = {s.run_id for s in members if s.label == label}
+            _need(len(found) == 1, key + ("" if group is None else f".{group}"), label,
+                  "the label of exactly one run" + ("" if group is None else f" of group {group}") + ": "
+                  + ", ".join(dict.fromkeys(s.label for s in members)), source)
+
+
+def reference_label(exp: Experiment, spec: RunSpec) -> str | None:
+    """The label of the run ``spec`` is compared against (None: the experiment names no reference)."""
+    if "reference" not in exp.raw:
+        return None
+    return _references(exp.raw["reference"], "reference", exp.path).get(spec.group)
 
 
 # ---- equal training compute (`budget`) -----------------------------------------------------------

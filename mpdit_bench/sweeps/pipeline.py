@@ -87,7 +87,7 @@ def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTR
     e = spec.eval
     cmd = [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
            "--metrics", cli_metrics(e["metrics"]), "--json"]
-    for key, flag in (("device", "--device"), ("batch_size", "--batch-size")):
+    for key, flag in (("device", "--device"), ("batch_size", "--batch-size"), ("bootstrap", "--bootstrap")):
         if key in e:
             cmd += [flag, str(e[key])]
     return cmd
@@ -159,9 +159,9 @@ def last_json_object(text: str) -> dict[str, Any]:
 
 # ---- the stages ------------------------------------------------------------------------------------
 class Pipeline:
-    """count -> train -> sample -> evaluate for one run directory; each returns a JSON-able dict."""
+    """count -> train -> heldout -> sample -> evaluate for one run directory; each returns a JSON-able dict."""
 
-    names = ("count", "train", "sample", "evaluate")
+    names = ("count", "train", "heldout", "sample", "evaluate")
 
     def __init__(self, entry: tuple[str, ...] = ENTRY):
         self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
@@ -197,6 +197,15 @@ class Pipeline:
         if not summary.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
             raise StageError(f"training finished without {summary} and checkpoints/last.pt")
         return json.loads(summary.read_text())
+
+    def heldout(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+        """The held-out flow-matching loss of the finished checkpoint (`evaluation.heldout`), in this process:
+        a small forward-only pass needs no process of its own. Off with ``eval.heldout: false``."""
+        if not spec.eval.get("heldout", spec.data.get("name") == "fashion-mnist"):
+            return {"heldout_loss": None, "heldout_note": "eval.heldout is false"}
+        from mpdit_bench.evaluation.heldout import heldout_loss
+
+        return heldout_loss(run_dir / "checkpoints" / "last.pt", bootstrap=spec.eval.get("bootstrap", 1000) or 1000)
 
     def sample(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         run_command(sample_command(spec, run_dir, self.entry), run_dir / "logs" / "sample.log")

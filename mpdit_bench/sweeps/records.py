@@ -14,7 +14,7 @@ from mpdit_bench.files import sha256_file
 from mpdit_bench.sweeps.experiment import RunSpec
 from mpdit_bench.sweeps.pipeline import read_metrics_csv
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: seed, smoke, intervals, bootstrap_replicates, heldout
 
 
 def _sha256_if_small(path: Path, limit_mb: int = 4096) -> str | None:
@@ -72,8 +72,12 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
     count = stages.get("count", {}).get("result", {})
     train = stages.get("train", {}).get("result", {})
     evaluation = dict(stages.get("evaluate", {}).get("result", {}))
-    metrics = {k: v for k, v in evaluation.items()  # numbers and nulls; notes and lists stay in "evaluation"
-               if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))}
+    heldout = dict(stages.get("heldout", {}).get("result", {}))
+    metrics = {k: v for k, v in {**evaluation, **heldout}.items()  # numbers and nulls; lists stay below
+               if k not in ("bootstrap", "bootstrap_s", "heldout_s")
+               and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))}
+    intervals = {k[: -len("_ci95")]: v for k, v in {**evaluation, **heldout}.items() if k.endswith("_ci95")}
+    replicates = {**(evaluation.get("bootstrap_replicates") or {}), **(heldout.get("bootstrap_replicates") or {})}
     hashes = {"checkpoint_sha256": _sha256_if_small(run_dir / "checkpoints" / "last.pt"),
               "samples_sha256": _sha256_if_small(run_dir / "samples.npz"),
               "inception_weights_sha256": evaluation.get("inception_weights_sha256"),
@@ -86,7 +90,10 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
         "params": count.get("params"), "gflops": count.get("gflops"),
         "gflops_paper_convention": count.get("gflops_paper_convention"),
         "images_seen": images_seen(spec, train), "train": train,
-        "metrics": metrics, "evaluation": evaluation,
+        "seed": spec.seed, "smoke": spec.smoke,
+        "metrics": metrics, "intervals": intervals, "bootstrap_replicates": replicates,
+        "evaluation": {k: v for k, v in evaluation.items() if k != "bootstrap_replicates"},
+        "heldout": {k: v for k, v in heldout.items() if k != "bootstrap_replicates"},
         "curve": read_metrics_csv(run_dir / "metrics.csv"),
         "timings": {name: s.get("seconds") for name, s in stages.items()},
         "sample_grid": str(run_dir / sample["grid"]) if sample.get("grid") else None,
@@ -96,7 +103,8 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
 
 
 def load_records(results_dir: str | Path, experiment: str | None = None):
-    """All records under ``results_dir`` as a DataFrame: one row per run, metrics as ``metric.<name>``.
+    """All records under ``results_dir`` as a DataFrame: one row per run, metrics as ``metric.<name>``,
+    their 95 % intervals as ``ci95_low.<name>`` / ``ci95_high.<name>``, the training seed as ``seed``.
 
     Missing metrics are NaN (never 0); the full record stays in the ``record`` column.
     """
@@ -112,6 +120,9 @@ def load_records(results_dir: str | Path, experiment: str | None = None):
         for name, value in (rec.get("metrics") or {}).items():
             if value is None or isinstance(value, (int, float)):
                 row[f"metric.{name}"] = float("nan") if value is None else value
+        for name, (low, high) in (rec.get("intervals") or {}).items():
+            row[f"ci95_low.{name}"], row[f"ci95_high.{name}"] = low, high
+        row["seed"] = rec.get("seed")
         row["train_seconds"] = (rec.get("timings") or {}).get("train")
         row["record"] = rec
         rows.append(row)

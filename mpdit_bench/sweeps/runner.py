@@ -142,6 +142,7 @@ def dry_run_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
         # a PPFlow model's forward depends on the stage: train on its stage mix (finest stage = the counts)
         mixed = training_flops(spec, spec.experiment) if spec.model_config["time_patch_sizes"] else None
         cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc, mixed)
-        rows.append({"run_id": spec.run_id, "label": spec.label, "model": spec.model, "nproc": spec.nproc,
+        rows.append({"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "smoke": spec.smoke,
+                     "model": spec.model, "axes": spec.axes, "nproc": spec.nproc,
                      **counts, **cost, "steps": spec.train["steps"], "global_batch": spec.train["global_batch"]})
     return rows
