@@ -38,7 +38,7 @@ import torch
 
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.counting.measure import training_flops_per_sample
-from mpdit_bench.engine.bench import _release_host_memory, _RssPeak
+from mpdit_bench.engine.bench import _device, _release_host_memory, _RssPeak, _sync
 from mpdit_bench.engine.distributed import DistInfo
 from mpdit_bench.engine.run_config import validate_run_config
 from mpdit_bench.engine.train import Trainer
@@ -95,17 +95,6 @@ class _Budget:
         if self._previous is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self._previous)
-
-
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def _free(dev: torch.device) -> None:
