@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Optional
 
@@ -209,7 +210,9 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
           as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the runs as one JSON list"),
           seeds: Optional[int] = typer.Option(None, "--seeds", help="Replicate every run over N training seeds "
                                               "(overrides the experiment's seeds)"),
-          workers: int = typer.Option(1, help="Local worker processes sharing this sweep"),
+          workers: Optional[int] = typer.Option(None, help="Local worker processes sharing this sweep, each "
+                                                "with an equal share of the cores (default: the scale's "
+                                                "`workers`, else 1)"),
           slurm: Optional[list[str]] = typer.Option(None, "--slurm", help="Submit to Slurm with submitit; "
                                                     "key=value executor settings (repeatable), e.g. slurm_partition=gpu"),
           live: bool = typer.Option(True, help="Live view of runs done / running / left")) -> None:
@@ -230,7 +233,7 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
     elif slurm is not None:
         _sweep_slurm(experiment, runs, results, slurm)
     else:
-        _sweep_local(exp.name, scale, runs, results, workers, live)
+        _sweep_local(exp.name, scale, runs, results, workers or exp.workers(scale), live)
 
 
 def _sweep_dry_run(name: str, scale: str, runs: list, as_json: bool = False) -> None:
@@ -261,17 +264,28 @@ def _sweep_local(name: str, scale: str, runs: list, results: str, workers: int, 
     import subprocess
     from rich.live import Live
 
-    from mpdit_bench.sweeps.runner import run_sweep, status_table
+    import torch
+
+    from mpdit_bench.sweeps.runner import check_threads, run_sweep, status_table, threads_per_worker, work_order
 
     title = f"{name} ({scale})"
+    threads = threads_per_worker(workers)
+    try:
+        check_threads(runs, threads, workers)
+    except ConfigError as err:
+        fail(str(err))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # every phase's process, and the other workers, inherit it
+    torch.set_num_threads(threads)  # the held-out phase runs in this process
+    order = work_order(runs)
     extra = [subprocess.Popen([sys.executable, "-m", "mpdit_bench", "sweep", *sys.argv[2:], "--workers", "1",
                                "--no-live"], stdout=subprocess.DEVNULL) for _ in range(max(0, workers - 1))]
     if live and console.is_terminal:
         with Live(get_renderable=lambda: status_table(runs, results, title), console=console,
                   refresh_per_second=1):
-            result = run_sweep(runs, results)
+            result = run_sweep(order, results)
     else:
-        result = run_sweep(runs, results, log=lambda msg: console.print(msg))
+        console.print(f"{len(runs)} runs, {workers} worker(s) of {threads} thread(s) each")
+        result = run_sweep(order, results, log=lambda msg: console.print(msg))
     for proc in extra:
         proc.wait()
     console.print(status_table(runs, results, title))

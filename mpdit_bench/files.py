@@ -1,5 +1,5 @@
-"""Files: atomic writes (a crash mid-write leaves the previous file or the new one, never half of one)
-and content hashes."""
+"""Files: atomic writes (a crash mid-write leaves the previous file or the new one, never half of one),
+a lock for what several processes would otherwise build at once, and content hashes."""
 
 from __future__ import annotations
 
@@ -53,6 +53,23 @@ def save_torch_atomic(obj: Any, path: str | Path) -> Path:
         f.flush()
         os.fsync(f.fileno())
     return Path(path)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created) while the block runs: of the workers of a sweep that
+    need the same cache entry at once, one builds it and the others wait, then read it. The lock goes
+    with the process, so a killed builder never leaves it held."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:

@@ -127,6 +127,34 @@ def test_content_hash_keys_the_reference_cache(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache" / "reference").glob("test-kind-*.npz"))) == 2
 
 
+def test_workers_that_need_one_reference_at_once_extract_it_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("MPDIT_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def slow_extractor(batch):  # long enough that both callers ask before the first one has finished
+        calls.append(len(batch))
+        time.sleep(0.3)
+        return {"pool3": batch.reshape(len(batch), -1)[:, :4].astype(np.float32)}
+
+    write_npz(tmp_path / "r.npz", images(4))
+    results = []
+
+    def worker():
+        results.append(reference_features(open_source(tmp_path / "r.npz"), "k", slow_extractor, 2, progress=False))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(calls) == 4  # the second caller waited on the lock, then read the cache
+    assert sorted(r["cached"] for r in results) == [False, True]
+    np.testing.assert_array_equal(results[0]["pool3"], results[1]["pool3"])
+
+
 def test_evaluate_checks_inputs_before_compute(tmp_path):
     write_npz(tmp_path / "s.npz", images())
     with pytest.raises(SourceError, match="--ref is required"):

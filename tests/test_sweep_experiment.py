@@ -83,6 +83,7 @@ def test_cpu_rule_and_paper_scale(tmp_path):
     (lambda d: d["scales"]["cpu"]["sample"].update(sampler="ddim"), "sample.sampler", "euler, heun, sde"),
     (lambda d: d["scales"]["paper"]["train"].pop("dataset_size"), "train.dataset_size", "a positive integer"),
     (lambda d: d["scales"].update(gpu={}), "scales", "paper and cpu"),
+    (lambda d: d["scales"]["cpu"].update(workers=0), "scales.cpu.workers", "a number of local worker processes"),
 ])
 def test_errors_name_file_key_allowed(tmp_path, mutate, key, allowed):
     data = yaml.safe_load(yaml.safe_dump(BASE))

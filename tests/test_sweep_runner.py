@@ -16,7 +16,9 @@ from sweep_fakes import FakeStages, read_events  # noqa: E402
 
 from mpdit_bench.sweeps.experiment import load_experiment  # noqa: E402
 from mpdit_bench.sweeps.records import load_records  # noqa: E402
-from mpdit_bench.sweeps.runner import run_dir_of, run_sweep, status_table  # noqa: E402
+from mpdit_bench.config import ConfigError  # noqa: E402
+from mpdit_bench.sweeps.runner import (check_threads, dry_run_rows, run_dir_of, run_sweep, status_table,  # noqa: E402
+                                       threads_per_worker, work_order)
 from mpdit_bench.sweeps.state import load_state  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -145,3 +147,35 @@ def _render(table) -> str:
     console = Console(width=200, record=True, file=open(os.devnull, "w"))
     console.print(table)
     return console.export_text()
+
+
+def test_workers_share_the_cores_unless_omp_num_threads_says(monkeypatch):
+    monkeypatch.setattr("mpdit_bench.sweeps.runner.cpu_cores", lambda: 8)
+    assert threads_per_worker(1, env={}) == 8 and threads_per_worker(2, env={}) == 4
+    assert threads_per_worker(16, env={}) == 1  # never zero
+    assert threads_per_worker(2, env={"OMP_NUM_THREADS": "3"}) == 3  # the user's, or the first worker's
+
+
+def test_train_threads_that_oversubscribe_the_workers_are_refused(sweep):
+    _, runs, _, _ = sweep
+    runs[1].train["threads"] = 2
+    check_threads(runs, threads=2, workers=1)
+    check_threads(runs, threads=2, workers=2)
+    with pytest.raises(ConfigError, match=r"train.threads.*\b2\b.*at most 1 with 2 workers"):
+        check_threads(runs, threads=1, workers=2)
+
+
+def test_work_order_is_longest_first_and_keeps_every_run(sweep):
+    _, runs, _, _ = sweep
+    runs[2].train["steps"] = 400  # the longest by far
+    order = work_order(runs)
+    assert sorted(s.run_id for s in order) == sorted(s.run_id for s in runs)
+    assert order[0].run_id == runs[2].run_id
+    cost = {r["run_id"]: r["device_hours"] for r in dry_run_rows(runs)}
+    assert [cost[s.run_id] for s in order] == sorted(cost.values(), reverse=True)
+
+
+def test_the_shipped_main_job_runs_two_single_thread_workers_at_cpu_scale():
+    exp = load_experiment(ROOT / "experiments" / "ablation_k.yaml")
+    assert exp.workers("cpu") == 2 and exp.workers("paper") == 1
+    assert all(not spec.train.get("threads") for spec in exp.runs("cpu"))

@@ -8,7 +8,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from mpdit_bench.files import save_npz_atomic
+from mpdit_bench.files import file_lock, save_npz_atomic
 from mpdit_bench.evaluation import bootstrap as B
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.evaluation.features import MOMENT_KEYS, InceptionFeatures, extract
@@ -44,14 +44,20 @@ def reference_features(src: Source, kind: str, extractor, batch_size: int, progr
     """Features of a reference's images by one extractor, from the cache when this content was seen before.
     ``rows``: keep every image's sFID features too (the bootstrap resamples them); cached apart."""
     path = _cache_path(kind + ("-rows" if rows else ""), src.content_hash())
-    if use_cache and path.is_file():
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files} | {"cached": True}
-    feats = extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress,
-                    moment_keys=() if rows else MOMENT_KEYS)
-    if use_cache:
+    if not use_cache:
+        return _extract_reference(src, kind, extractor, batch_size, progress, rows) | {"cached": False}
+    with file_lock(path.with_name(path.name + ".lock")):  # workers that need it at once extract it once
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files} | {"cached": True}
+        feats = _extract_reference(src, kind, extractor, batch_size, progress, rows)
         save_npz_atomic(path, **feats)
     return feats | {"cached": False}
+
+
+def _extract_reference(src: Source, kind: str, extractor, batch_size: int, progress: bool, rows: bool) -> dict:
+    return extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress,
+                   moment_keys=() if rows else MOMENT_KEYS)
 
 
 # --- metric groups ------------------------------------------------------------------------------------------

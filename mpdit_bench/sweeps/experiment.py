@@ -37,7 +37,7 @@ from mpdit_bench.validation import require as _need
 
 SCALES = ("paper", "cpu")
 TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference")
-SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm", "seeds")
+SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm", "seeds", "workers")
 VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
                  "group", "paper_row", "seeds")
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
@@ -139,6 +139,10 @@ class Experiment:
     def runs(self, scale: str, seeds: int | None = None) -> list[RunSpec]:
         return expand(self, scale, seeds)
 
+    def workers(self, scale: str) -> int:
+        """Local workers a sweep at ``scale`` starts unless ``sweep --workers`` says otherwise (default 1)."""
+        return int(self.raw["scales"].get(scale, {}).get("workers", 1))
+
 
 # ---- loading and validation ----------------------------------------------------------------------
 def load_experiment(path: str | Path) -> Experiment:
@@ -183,6 +187,9 @@ def _check_scale(section: Any, where: str, source: str) -> None:
         _need(key in SCALE_KEYS, f"{where}.{key}", value, "one of " + ", ".join(SCALE_KEYS), source)
         if key in ("model_overrides", "data", "train", "sample", "eval", "slurm"):
             _need(isinstance(value, dict), f"{where}.{key}", value, "a mapping", source)
+        if key == "workers":
+            _need(is_int(value) and value >= 1, f"{where}.workers", value,
+                  "a number of local worker processes >= 1", source)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -23,6 +23,41 @@ from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finis
                                       write_json_atomic)
 
 
+def cpu_cores() -> int:
+    """Cores this process may run on (its affinity mask, as Slurm and taskset set it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def threads_per_worker(workers: int, env: dict[str, str] | None = None) -> int:
+    """CPU threads each of ``workers`` local workers gives its phases: ``OMP_NUM_THREADS`` where it is set
+    (by the user, or by the first worker for the others), else an equal share of the cores. Two workers of
+    one thread each beat one of two threads on 2 cores, since the small kernels of a CPU-scale run do not
+    keep two threads busy (docs/SWEEPS.md)."""
+    env = os.environ if env is None else env
+    if env.get("OMP_NUM_THREADS", "").isdigit() and int(env["OMP_NUM_THREADS"]) >= 1:
+        return int(env["OMP_NUM_THREADS"])
+    return max(1, cpu_cores() // max(1, workers))
+
+
+def check_threads(runs: list[RunSpec], threads: int, workers: int) -> None:
+    """Refuse a run whose ``train.threads`` would oversubscribe the cores the workers share."""
+    from mpdit_bench.config import ConfigError
+
+    for spec in runs:
+        asked = spec.train.get("threads")
+        if workers > 1 and asked and asked > threads:
+            raise ConfigError(f"{spec.label}: train.threads", asked,
+                              f"at most {threads} with {workers} workers on {cpu_cores()} cores, or no "
+                              f"train.threads (each worker's phases then take {threads})")
+
+
+def work_order(runs: list[RunSpec]) -> list[RunSpec]:
+    """The runs longest first (by the dry run's estimate): workers that share a sweep then finish
+    together instead of one waiting on the last long run."""
+    cost = {row["run_id"]: row["device_hours"] for row in dry_run_rows(runs)}
+    return sorted(runs, key=lambda spec: -cost[spec.run_id])
+
+
 def run_dir_of(results_dir: Path, spec: RunSpec) -> Path:
     return Path(results_dir) / spec.experiment / spec.scale / spec.run_id
 
