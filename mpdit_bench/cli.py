@@ -229,18 +229,19 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
     if as_json and not dry_run:
         fail("--json goes with --dry-run (a sweep prints its live table)")
     if dry_run:
-        _sweep_dry_run(exp.name, scale, runs, as_json)
+        _sweep_dry_run(exp.name, scale, runs, workers or exp.workers(scale), as_json)
     elif slurm is not None:
         _sweep_slurm(experiment, runs, results, slurm)
     else:
         _sweep_local(exp.name, scale, runs, results, workers or exp.workers(scale), live)
 
 
-def _sweep_dry_run(name: str, scale: str, runs: list, as_json: bool = False) -> None:
-    from mpdit_bench.sweeps.costs import FIRST_EVAL_EXTRA_SECONDS, THROUGHPUT_NOTE
-    from mpdit_bench.sweeps.runner import dry_run_rows
+def _sweep_dry_run(name: str, scale: str, runs: list, workers: int, as_json: bool = False) -> None:
+    from mpdit_bench.sweeps.costs import THROUGHPUT_NOTE, sweep_wall_hours
+    from mpdit_bench.sweeps.runner import dry_run_rows, threads_per_worker
 
-    rows = dry_run_rows(runs)
+    threads = threads_per_worker(workers)
+    rows = dry_run_rows(runs, threads)
     if as_json:
         print(json.dumps(rows))
         return
@@ -253,32 +254,43 @@ def _sweep_dry_run(name: str, scale: str, runs: list, as_json: bool = False) -> 
                       _fmt(r["gflops_paper_convention"], 3), f"{r['steps']} x {r['global_batch']}",
                       f"{r['train_pflop'] * 1e15:.2e}", _fmt(r["device_hours"], 3), _fmt(r["wall_hours"], 3))
     (console if console.is_terminal else Console(width=160)).print(table)  # wide when piped to a file
-    wall = sum(r["wall_hours"] for r in rows) + FIRST_EVAL_EXTRA_SECONDS[scale] / 3600
+    wall = sweep_wall_hours(rows, workers, scale)
     console.print(f"total: {sum(r['device_hours'] for r in rows):.3f} device-hours, "
-                  f"{wall:.3f} wall-hours ({wall * 60:.1f} min) one run at a time, without process start-up. "
+                  f"{wall:.3f} wall-hours ({wall * 60:.1f} min) with {workers} local worker(s) of {threads} "
+                  f"thread(s) each. "
                   f"GFLOPs analytic on the meta device (both conventions equal to the `flops` command's); "
                   f"{THROUGHPUT_NOTE}.")
 
 
 def _sweep_local(name: str, scale: str, runs: list, results: str, workers: int, live: bool) -> None:
     import subprocess
+    from pathlib import Path
     from rich.live import Live
 
     import torch
 
-    from mpdit_bench.sweeps.runner import check_threads, run_sweep, status_table, threads_per_worker, work_order
+    from mpdit_bench.evaluation import SourceError
+    from mpdit_bench.sweeps.pipeline import evaluation_references, prepare_evaluations
+    from mpdit_bench.sweeps.runner import (check_threads, run_dir_of, run_sweep, status_table, threads_per_worker,
+                                           work_order)
+    from mpdit_bench.sweeps.state import is_finished
 
     title = f"{name} ({scale})"
     threads = threads_per_worker(workers)
+    todo = [s for s in runs if not is_finished(run_dir_of(Path(results), s))]
     try:
         check_threads(runs, threads, workers)
-    except ConfigError as err:
+        references = evaluation_references(todo)
+    except (ConfigError, SourceError) as err:
         fail(str(err))
     os.environ["OMP_NUM_THREADS"] = str(threads)  # every phase's process, and the other workers, inherit it
-    torch.set_num_threads(threads)  # the held-out phase runs in this process
+    torch.set_num_threads(threads)  # phases of one-process runs run in this process
     order = work_order(runs)
     extra = [subprocess.Popen([sys.executable, "-m", "mpdit_bench", "sweep", *sys.argv[2:], "--workers", "1",
                                "--no-live"], stdout=subprocess.DEVNULL) for _ in range(max(0, workers - 1))]
+    if references and extra:  # while the others train their first runs, this one fills the evaluation caches
+        console.print("filling the evaluation caches (once per machine) while the other workers train")
+        prepare_evaluations(references)
     if live and console.is_terminal:
         with Live(get_renderable=lambda: status_table(runs, results, title), console=console,
                   refresh_per_second=1):

@@ -7,15 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mpdit_bench.data.fashion_mnist import DatasetMissing, load_arrays
+from _data import needs_fashion_mnist
+from mpdit_bench.data.fashion_mnist import load_arrays
 from mpdit_bench.evaluation import evaluate, proxy, write_npz
 
-try:
-    load_arrays("test")
-    HAVE_DATA = True
-except DatasetMissing:
-    HAVE_DATA = False
-pytestmark = pytest.mark.skipif(not HAVE_DATA, reason="dataset-fashion-mnist not installed")
+pytestmark = needs_fashion_mnist
 
 
 @pytest.fixture(scope="module")

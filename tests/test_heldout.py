@@ -4,14 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mpdit_bench.data.fashion_mnist import DatasetMissing, load_arrays
+from _data import needs_fashion_mnist
 
-try:
-    load_arrays("test")
-    HAVE_DATA = True
-except DatasetMissing:
-    HAVE_DATA = False
-pytestmark = pytest.mark.skipif(not HAVE_DATA, reason="dataset-fashion-mnist not installed")
+pytestmark = needs_fashion_mnist
 
 from mpdit_bench.evaluation import heldout as H  # noqa: E402
 

@@ -4,7 +4,8 @@ low-rank replicates, verdicts on identical and on noised sample sets, paired-by-
 import numpy as np
 import pytest
 
-from mpdit_bench.data.fashion_mnist import DatasetMissing, load_arrays
+from _data import needs_fashion_mnist
+from mpdit_bench.data.fashion_mnist import load_arrays
 from mpdit_bench.evaluation import bootstrap as B
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.reports import verdicts as V
@@ -72,14 +73,9 @@ def record(out: dict, seed: int = 0) -> dict:
             "bootstrap_replicates": out["bootstrap_replicates"]}
 
 
-try:
-    load_arrays("test")
-    HAVE_DATA = True
-except DatasetMissing:
-    HAVE_DATA = False
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="dataset-fashion-mnist not installed")
+@needs_fashion_mnist
 def test_identical_sets_are_no_different_and_a_noised_set_is_worse(tmp_path, monkeypatch):
     from mpdit_bench.evaluation import evaluate, write_npz
 

@@ -139,3 +139,17 @@ def test_per_stage_cfg_scale_reaches_the_sample_command_and_the_cost(tmp_path):
     unguided = estimate_cost(counts, runs["ppf3-B"].train, {**runs["ppf3-B"].sample, "cfg_scale": [1.0] * 3},
                              "cpu", 1)
     assert guided["sample_pflop"] == 2 * unguided["sample_pflop"]  # conditional + unconditional pass
+
+
+def test_sweep_wall_time_spreads_the_runs_over_the_workers():
+    from mpdit_bench.sweeps.costs import FIRST_EVAL_EXTRA_SECONDS, estimate_cost, rates, sweep_wall_hours
+
+    assert rates("cpu", 1)[0] < rates("cpu", 2)[0] < rates("cpu", 4)[0]
+    one, two = (estimate_cost({"gflops": 1.0}, {"steps": 10, "global_batch": 4}, {"num": 8, "steps": 4}, "cpu", 1,
+                              threads=t)["device_hours"] for t in (1, 2))
+    assert one > two  # a worker of one thread is slower than one of two
+    extra = FIRST_EVAL_EXTRA_SECONDS["cpu"] / 3600
+    rows = [{"wall_hours": h} for h in (1.0, 1.0, 2.0)]
+    assert sweep_wall_hours(rows, 1, "cpu") == 4.0 + extra
+    assert sweep_wall_hours(rows, 2, "cpu") == 2.0 + extra
+    assert sweep_wall_hours(rows, 8, "cpu") == 2.0 + extra  # never less than the longest run

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from _data import needs_fashion_mnist
 from mpdit_bench.sweeps.experiment import load_experiment
 from mpdit_bench.sweeps.runner import execute_run
 from mpdit_bench.sweeps.pipeline import (Pipeline, cli_metrics, evaluate_command, last_json_object, sample_command,
@@ -88,3 +89,47 @@ def cpu_params(spec):
     from mpdit_bench.counting import analytic_counts
 
     return analytic_counts(ModelConfig.from_dict(spec.model_config))["params"]
+
+
+class Commands(Pipeline):
+    """The real pipeline, every phase through its command even for one process."""
+
+    def in_process(self, spec):
+        return False
+
+
+@needs_fashion_mnist
+def test_a_one_process_run_inside_the_worker_matches_its_commands(tmp_path):
+    import numpy as np
+    import torch
+
+    data = {"name": "ip", "base": {"model": "MPDiT-B"},
+            "scales": {"cpu": {"data": {"name": "fashion-mnist"},
+                               "train": {"global_batch": 4, "steps": 3, "val_every": 3, "val_size": 8},
+                               "sample": {"num": 6, "steps": 2, "batch_size": 4, "cfg_scale": [1.5]},
+                               "eval": {"ref": "fashion-mnist:test:40", "metrics": ["fd_fmnist_proxy"],
+                                        "heldout": False, "bootstrap": 20}}}}
+    path = tmp_path / "ip.yaml"
+    path.write_text(yaml.safe_dump(data))
+    spec = load_experiment(path).runs("cpu")[0]
+    assert Pipeline().in_process(spec) and not Commands().in_process(spec)
+    assert not Pipeline(entry=FAKE_CLI).in_process(spec)
+    seen = {"inside": [], "commands": []}
+    records = {name: execute_run(spec, tmp_path / name, pipeline, on_validation=lambda s, v, n=name: seen[n].append(s))
+               for name, pipeline in (("inside", Pipeline()), ("commands", Commands()))}
+    inside, commands = (tmp_path / "inside", tmp_path / "commands")
+    assert seen["inside"] == seen["commands"] == [3]
+    a, b = (torch.load(r / "checkpoints" / "last.pt", weights_only=True) for r in (inside, commands))
+    assert a["step"] == b["step"] == 3
+    # equal to float rounding: torch's FFT (the FNO time embedder) rounds its last bit differently when the
+    # thread count was set by torch.set_num_threads than when it came from the environment
+    assert all(torch.allclose(a["ema"][k], b["ema"][k], rtol=1e-5, atol=1e-8) for k in a["ema"])
+    assert any(not torch.equal(a["ema"][k], torch.zeros_like(a["ema"][k])) for k in a["ema"])
+    with np.load(inside / "samples.npz") as x, np.load(commands / "samples.npz") as y:
+        np.testing.assert_array_equal(x["arr_0"], y["arr_0"])
+    kept = ("fd_fmnist_proxy", "class_accuracy_fmnist_proxy", "num_samples")
+    assert {k: records["inside"]["metrics"][k] for k in kept} == {k: records["commands"]["metrics"][k] for k in kept}
+    assert records["inside"]["intervals"] == records["commands"]["intervals"]
+    assert records["inside"]["evaluation"]["bootstrap"] == 20
+    assert "(in the sweep worker)" in (inside / "logs" / "evaluate.log").read_text()
+    assert "(in the sweep worker)" not in (commands / "logs" / "evaluate.log").read_text()

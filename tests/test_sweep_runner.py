@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _data import needs_fashion_mnist  # noqa: E402
 from sweep_fakes import FakeStages, read_events  # noqa: E402
 
 from mpdit_bench.sweeps.experiment import load_experiment  # noqa: E402
@@ -179,3 +180,32 @@ def test_the_shipped_main_job_runs_two_single_thread_workers_at_cpu_scale():
     exp = load_experiment(ROOT / "experiments" / "ablation_k.yaml")
     assert exp.workers("cpu") == 2 and exp.workers("paper") == 1
     assert all(not spec.train.get("threads") for spec in exp.runs("cpu"))
+
+
+@needs_fashion_mnist
+def test_a_local_sweep_of_two_workers_runs_each_run_once_inside_the_workers(tmp_path):
+    from mpdit_bench.sweeps.runner import cpu_cores
+
+    data = {"name": "duo", "base": {"model": "MPDiT-B"},
+            "scales": {"cpu": {"workers": 2, "data": {"name": "fashion-mnist"},
+                               "train": {"global_batch": 4, "steps": 2},
+                               "sample": {"num": 6, "steps": 2},
+                               "eval": {"ref": "fashion-mnist:test:30", "metrics": ["fd_fmnist_proxy"]}}},
+            "axes": [{"grid": {"model_overrides.refine_depth": [2, 4]}}]}
+    path = tmp_path / "duo.yaml"
+    path.write_text(yaml.safe_dump(data))
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"} | {"MPDIT_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "mpdit_bench", "sweep", str(path), "--scale", "cpu", "--results",
+                           str(results), "--no-live"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert f"2 worker(s) of {max(1, cpu_cores() // 2)} thread(s) each" in text
+    assert "filling the evaluation caches" in text and "2 done, 0 running, 0 failed" in text
+    runs = load_experiment(path).runs("cpu")
+    for spec in runs:
+        run = run_dir_of(results, spec)
+        assert (run / "record.json").is_file()
+        for phase in ("train", "sample", "evaluate"):  # once each, inside a worker
+            assert (run / "logs" / f"{phase}.log").read_text().count("$ (in the sweep worker)") == 1
+    assert len(list((tmp_path / "cache" / "reference").glob("proxy-*.npz"))) == 1

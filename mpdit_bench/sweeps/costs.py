@@ -1,33 +1,46 @@
-"""Cost estimates of a run (compute and device-hours) from its analytic counts (``counting.analytic_counts``).
-
-Used by ``sweep --dry-run`` before anything is trained.
+"""Cost estimates of a run (compute, device-hours, wall time) from its analytic counts
+(``counting.analytic_counts``). Used by ``sweep --dry-run`` before anything is trained, and to give the
+workers of a local sweep the longest runs first.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-
-# Assumed sustained throughput, in the GFLOPs convention of the tables (one multiply-add = one FLOP):
-# A100 bf16 dense peak is 312 TFLOP/s = 156 T multiply-add/s; assume 40% of it in training.
-# (training, sampling). CPU: the ablation_k CPU sweep (batch 32 training, batch 64 sampling) sustained
-# 42-46 G in training and ~40 G in sampling on 2 cores.
-THROUGHPUT = {"paper": (0.4 * 156e12, 0.4 * 156e12), "cpu": (40e9, 40e9)}
-# Evaluation per run on 2 CPU cores: 100 samples, proxy metrics and Inception FID against 500 cached
-# reference images: 31-35 s measured. The first evaluation on a fresh machine also converts the Inception
-# weights, trains the proxy classifier and extracts the reference features once: 144 s measured.
-EVAL_SECONDS = {"cpu": 35.0, "paper": 0.0}
+# Sustained multiply-adds/s per device (one multiply-add = one FLOP, the tables' convention), as
+# (training, sampling). Paper scale: A100 bf16 dense peak 312 TFLOP/s = 156 T multiply-add/s, assumed 40 %.
+PAPER_RATE = (0.4 * 156e12, 0.4 * 156e12)
+# CPU scale, per worker by its threads, measured on the ablation_k CPU sweep on 2 cores (docs/SWEEPS.md):
+# one worker of 2 threads, or each of two workers of 1 thread. More threads are assumed to add what the
+# second one did.
+CPU_RATES = {1: (20e9, 15e9), 2: (32e9, 30e9)}
+# Evaluation of one CPU-scale run (100 samples: proxy metrics, Inception FID against 500 cached reference
+# images, 200-replicate bootstrap), in seconds, by the worker's threads; and what the first evaluation on
+# a fresh machine adds once (the Inception conversion and the reference features).
+CPU_EVAL_SECONDS = {1: 25.0, 2: 15.0}
 FIRST_EVAL_EXTRA_SECONDS = {"cpu": 110.0, "paper": 0.0}
 THROUGHPUT_NOTE = ("assumed sustained throughput per device, in multiply-adds/s: A100 bf16 at 40% of peak "
-                   "(62 T); 2 CPU cores (measured): 40 G training and sampling; training = 3 x forward; "
-                   "CPU evaluation 35 s per run, plus 110 s once on a fresh machine (measured); "
-                   "paper evaluation not included")
+                   "(62 T); CPU per worker (measured on 2 cores): 32 G training with 2 threads, 20 G with 1; "
+                   "training = 3 x forward; CPU evaluation 15 s per run with 2 threads, 25 s with 1, plus "
+                   "110 s once on a fresh machine (measured); paper evaluation not included")
+
+
+def rates(scale: str, threads: int) -> tuple[float, float, float]:
+    """(training, sampling) multiply-adds/s and evaluation seconds per run of one worker of ``threads``."""
+    if scale == "paper":
+        return (*PAPER_RATE, 0.0)
+    one, two = CPU_RATES[1], CPU_RATES[2]
+    if threads <= 2:
+        return (*CPU_RATES[max(1, threads)], CPU_EVAL_SECONDS[max(1, threads)])
+    extra = threads - 2
+    return (two[0] + extra * (two[0] - one[0]), two[1] + extra * (two[1] - one[1]), CPU_EVAL_SECONDS[2])
 
 
 def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[str, Any], scale: str,
-                  nproc: int, train_flops_per_sample: float | None = None) -> dict[str, float]:
-    """Training / sampling compute and the device-hours it takes at the assumed throughput.
-    ``train_flops_per_sample`` (FLOPs) replaces 3 x forward where the forward varies (PPFlow's stage mix)."""
+                  nproc: int, train_flops_per_sample: float | None = None, threads: int = 2) -> dict[str, float]:
+    """Training / sampling compute and the device-hours it takes at the assumed throughput of a worker
+    with ``threads`` CPU threads. ``train_flops_per_sample`` (FLOPs) replaces 3 x forward where the
+    forward varies (PPFlow's stage mix)."""
     images = train["steps"] * train["global_batch"]
     per_sample = 3 * counts["gflops"] if train_flops_per_sample is None else train_flops_per_sample / 1e9
     train_gflop = per_sample * images
@@ -35,7 +48,15 @@ def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[
     guided = any(float(w) != 1.0 for w in (scales if isinstance(scales, list) else [scales]))
     passes = 2 if guided else 1  # an upper bound with per-stage scales: unguided stages run one pass
     sample_gflop = counts["gflops"] * sample["num"] * sample.get("steps", 250) * passes
-    train_rate, sample_rate = THROUGHPUT[scale]
-    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + EVAL_SECONDS[scale]
+    train_rate, sample_rate, eval_seconds = rates(scale, threads)
+    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + eval_seconds
     return {"images_seen": images, "train_pflop": train_gflop / 1e6, "sample_pflop": sample_gflop / 1e6,
             "device_hours": seconds / 3600, "wall_hours": seconds / 3600 / max(1, nproc)}
+
+
+def sweep_wall_hours(rows: list[dict[str, Any]], workers: int, scale: str) -> float:
+    """Wall time of a local sweep whose ``workers`` share the runs (longest first), plus the first
+    evaluation's one-off cost: the runs' wall-hours spread over the workers, never less than the longest."""
+    runs = [r["wall_hours"] for r in rows]
+    spread = max(sum(runs) / max(1, workers), max(runs, default=0.0))
+    return spread + FIRST_EVAL_EXTRA_SECONDS[scale] / 3600

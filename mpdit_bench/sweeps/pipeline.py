@@ -1,13 +1,17 @@
-"""The pipeline of one run: count -> train -> sample -> evaluate, each phase driven through the suite's
-command line (docs/CONTRACTS.md). ("Stages" are PPFlow's, over sampling time; a run has phases.)
+"""The pipeline of one run: count -> train -> heldout -> sample -> evaluate, each phase the suite's command
+line (docs/CONTRACTS.md). ("Stages" are PPFlow's, over sampling time; a run has phases.)
 
-Each phase builds the exact command another part of the suite documents, runs it, and parses what it
-leaves on disk. Training goes through ``torchrun`` when a run asks for several processes, so a local
-sweep and a Slurm job launch the same commands. Tests replace `Pipeline` with cheap fakes of the same shape.
+Each phase builds the exact command another part of the suite documents and parses what it leaves on
+disk. Training goes through ``torchrun`` when a run asks for several processes, so a local sweep and a
+Slurm job launch the same commands. A one-process run calls, inside the worker, the function each
+command calls, with the same arguments and the same files: three process start-ups per run (torch's
+import, the optimizer's import of torch._dynamo, the Inception network) are about 15 s of a CPU-scale
+run. Tests replace `Pipeline` with cheap fakes of the same shape, or point ``entry`` at a stand-in CLI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import json
@@ -93,6 +97,31 @@ def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTR
     return cmd
 
 
+def evaluation_references(runs: list[RunSpec]) -> list[dict[str, Any]]:
+    """The distinct `prepare_reference` keyword sets of these runs' evaluations, each checked to open."""
+    from mpdit_bench.evaluation import open_source
+
+    settings: list[dict[str, Any]] = []
+    for spec in runs:
+        e = spec.eval
+        if not e.get("ref"):
+            continue
+        kwargs = {"ref": e["ref"], "metrics": cli_metrics(e["metrics"]), "batch_size": e.get("batch_size", 50),
+                  "device": e.get("device", "cpu"), "bootstrap": e.get("bootstrap", 0)}
+        if kwargs not in settings:
+            open_source(e["ref"])  # a missing reference stops the sweep here, before any training
+            settings.append(kwargs)
+    return settings
+
+
+def prepare_evaluations(settings: list[dict[str, Any]]) -> None:
+    """Make the evaluation caches the runs will read (`evaluation.evaluate.prepare_reference`)."""
+    from mpdit_bench.evaluation.evaluate import prepare_reference
+
+    for kwargs in settings:
+        prepare_reference(**kwargs)
+
+
 # ---- running a command -----------------------------------------------------------------------------
 def _die_with_parent() -> None:
     """In the child: receive SIGKILL when the sweep worker dies, so a killed sweep leaves no orphans."""
@@ -131,6 +160,35 @@ def run_command(cmd: list[str], log: Path, poll: Callable[[], None] | None = Non
         raise StageError(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
 
 
+@contextlib.contextmanager
+def logged_in_process(log: Path, cmd: list[str]):
+    """A phase run in this process writes what its command would print into the same log; torch's thread
+    count is restored after it (training sets ``train.threads``)."""
+    import torch
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        out.write(f"\n$ (in the sweep worker) {' '.join(cmd)}\n")
+        out.flush()
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
+def sample_options(sample: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``sample`` section as `sample_checkpoint` keywords, as the `sample` command passes them."""
+    opts = {k: sample[k] for k in ("sampler", "steps", "seed", "batch_size", "guidance_interval") if k in sample}
+    if "cfg_scale" in sample:
+        scale = sample["cfg_scale"]
+        opts["cfg_scale"] = scale[0] if isinstance(scale, list) and len(scale) == 1 else scale
+    if "labels" in sample:
+        labels = sample["labels"]
+        opts["labels"] = int(labels) if isinstance(labels, str) and labels.isdigit() else labels
+    return opts
+
+
 def read_metrics_csv(path: Path) -> list[dict[str, float | None]]:
     """The training curve: metrics.csv rows as numbers (empty cells -> None)."""
     if not path.is_file():
@@ -166,6 +224,10 @@ class Pipeline:
     def __init__(self, entry: tuple[str, ...] = ENTRY):
         self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
 
+    def in_process(self, spec: RunSpec) -> bool:
+        """One process on one node, with the suite's own commands: run the phases inside this worker."""
+        return self.entry == ENTRY and spec.nproc == 1 and slurm_nodes(os.environ) == 1
+
     def count(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         from mpdit_bench.counting import count_config
 
@@ -191,8 +253,15 @@ class Pipeline:
                     seen.add(int(step))
                     on_validation(int(step), val)
 
-        run_command(train_command(spec, run_dir, self.entry), run_dir / "logs" / "train.log", poll)
-        poll()
+        cmd, log = train_command(spec, run_dir, self.entry), run_dir / "logs" / "train.log"
+        if self.in_process(spec):
+            from mpdit_bench.engine.train import load_run_config, train
+
+            with logged_in_process(log, cmd):
+                train(load_run_config(config), run_dir, on_validation)
+        else:
+            run_command(cmd, log, poll)
+            poll()
         summary = run_dir / "summary.json"
         if not summary.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
             raise StageError(f"training finished without {summary} and checkpoints/last.pt")
@@ -208,8 +277,16 @@ class Pipeline:
         return heldout_loss(run_dir / "checkpoints" / "last.pt", bootstrap=spec.eval.get("bootstrap", 1000) or 1000)
 
     def sample(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-        run_command(sample_command(spec, run_dir, self.entry), run_dir / "logs" / "sample.log")
+        cmd, log = sample_command(spec, run_dir, self.entry), run_dir / "logs" / "sample.log"
         samples = run_dir / "samples.npz"
+        if self.in_process(spec):
+            from mpdit_bench.engine.sampling import sample_checkpoint
+
+            with logged_in_process(log, cmd):
+                sample_checkpoint(run_dir / "checkpoints" / "last.pt", spec.sample["num"], samples,
+                                  device=spec.sample.get("device", "auto"), **sample_options(spec.sample))
+        else:
+            run_command(cmd, log)
         if not samples.is_file():
             raise StageError(f"sampling finished without {samples}")
         grid = run_dir / "samples.png"
@@ -218,6 +295,17 @@ class Pipeline:
     def evaluate(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
         log = run_dir / "logs" / "evaluate.log"
         cmd = evaluate_command(spec, run_dir, self.entry)
+        if self.in_process(spec):
+            from mpdit_bench.evaluation import evaluate
+
+            e = spec.eval
+            with logged_in_process(log, cmd):
+                result = evaluate(str(run_dir / "samples.npz"), e["ref"], cli_metrics(e["metrics"]),
+                                  batch_size=e.get("batch_size", 50), device=e.get("device", "cpu"),
+                                  bootstrap=e.get("bootstrap", 0))
+                text = json.dumps(result)  # what the command prints: JSON's types, not numpy's
+                print(text)
+            return json.loads(text)
         proc = subprocess.run(cmd, capture_output=True, text=True,
                               preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         log.parent.mkdir(parents=True, exist_ok=True)

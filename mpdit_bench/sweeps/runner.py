@@ -165,7 +165,8 @@ def status_table(runs: list[RunSpec], results_dir: Path, title: str):
 
 
 # ---- dry run ------------------------------------------------------------------------------------------
-def dry_run_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
+def dry_run_rows(runs: list[RunSpec], threads: int = 2) -> list[dict[str, Any]]:
+    """Every run with its counts and estimated cost on a worker of ``threads`` CPU threads."""
     from mpdit_bench.config import ModelConfig
     from mpdit_bench.counting import analytic_counts
     from mpdit_bench.sweeps.costs import estimate_cost
@@ -176,7 +177,7 @@ def dry_run_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
         counts = analytic_counts(ModelConfig.from_dict(spec.model_config))
         # a PPFlow model's forward depends on the stage: train on its stage mix (finest stage = the counts)
         mixed = training_flops(spec, spec.experiment) if spec.model_config["time_patch_sizes"] else None
-        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc, mixed)
+        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc, mixed, threads)
         rows.append({"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "smoke": spec.smoke,
                      "model": spec.model, "axes": spec.axes, "nproc": spec.nproc,
                      **counts, **cost, "steps": spec.train["steps"], "global_batch": spec.train["global_batch"]})
