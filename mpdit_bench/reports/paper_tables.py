@@ -128,6 +128,7 @@ def build_row(table: published.Table, row: published.Row, counts: _Counts, recor
         elif col.kind == "metric":
             value, n = _metric(runs, col)
             ours[f"{col.key}_runs"] = n
+            ours[f"{col.key}_smoke"] = bool(runs) and all(r.get("smoke") for r in runs)
             if scale == COMPARABLE_SCALE:
                 gap[col.key] = _gap(value, printed)
         ours[col.key] = value

@@ -13,27 +13,29 @@ PAPER_RATE = (0.4 * 156e12, 0.4 * 156e12)
 # CPU scale, per worker by its threads, measured on the ablation_k CPU sweep on 2 cores (docs/SWEEPS.md):
 # one worker of 2 threads, or each of two workers of 1 thread. More threads are assumed to add what the
 # second one did.
-CPU_RATES = {1: (20e9, 15e9), 2: (32e9, 30e9)}
-# Evaluation of one CPU-scale run (100 samples: proxy metrics, Inception FID against 500 cached reference
-# images, 200-replicate bootstrap), in seconds, by the worker's threads; and what the first evaluation on
-# a fresh machine adds once (the Inception conversion and the reference features).
-CPU_EVAL_SECONDS = {1: 25.0, 2: 15.0}
-FIRST_EVAL_EXTRA_SECONDS = {"cpu": 110.0, "paper": 0.0}
+CPU_RATES = {1: (19e9, 18e9), 2: (34e9, 30e9)}
+# Evaluation of a CPU-scale run (proxy metrics, Inception FID against 500 cached reference images,
+# 200-replicate bootstrap) in seconds per sample, by the worker's threads: 100 samples took 22.9 s with
+# one thread and 15.7 s with two, 32 samples 7-8 s with one. The first evaluation on a fresh machine
+# adds the Inception conversion and the reference features once (91 s measured with one thread).
+CPU_EVAL_SECONDS_PER_SAMPLE = {1: 0.22, 2: 0.155}
+FIRST_EVAL_EXTRA_SECONDS = {"cpu": 90.0, "paper": 0.0}
 THROUGHPUT_NOTE = ("assumed sustained throughput per device, in multiply-adds/s: A100 bf16 at 40% of peak "
-                   "(62 T); CPU per worker (measured on 2 cores): 32 G training with 2 threads, 20 G with 1; "
-                   "training = 3 x forward; CPU evaluation 15 s per run with 2 threads, 25 s with 1, plus "
-                   "110 s once on a fresh machine (measured); paper evaluation not included")
+                   "(62 T); CPU per worker (measured on 2 cores): training 34 G with 2 threads, 19 G with 1, "
+                   "sampling 30 G and 18 G; training = 3 x forward; CPU evaluation 0.155 s per sample with 2 "
+                   "threads, 0.22 s with 1, plus 90 s once on a fresh machine (measured; the held-out loss not "
+                   "included); paper evaluation not included")
 
 
 def rates(scale: str, threads: int) -> tuple[float, float, float]:
-    """(training, sampling) multiply-adds/s and evaluation seconds per run of one worker of ``threads``."""
+    """(training, sampling) multiply-adds/s and evaluation seconds per sample of a worker of ``threads``."""
     if scale == "paper":
         return (*PAPER_RATE, 0.0)
-    one, two = CPU_RATES[1], CPU_RATES[2]
     if threads <= 2:
-        return (*CPU_RATES[max(1, threads)], CPU_EVAL_SECONDS[max(1, threads)])
+        return (*CPU_RATES[max(1, threads)], CPU_EVAL_SECONDS_PER_SAMPLE[max(1, threads)])
+    (train1, sample1), (train2, sample2) = CPU_RATES[1], CPU_RATES[2]
     extra = threads - 2
-    return (two[0] + extra * (two[0] - one[0]), two[1] + extra * (two[1] - one[1]), CPU_EVAL_SECONDS[2])
+    return train2 + extra * (train2 - train1), sample2 + extra * (sample2 - sample1), CPU_EVAL_SECONDS_PER_SAMPLE[2]
 
 
 def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[str, Any], scale: str,
@@ -48,8 +50,8 @@ def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[
     guided = any(float(w) != 1.0 for w in (scales if isinstance(scales, list) else [scales]))
     passes = 2 if guided else 1  # an upper bound with per-stage scales: unguided stages run one pass
     sample_gflop = counts["gflops"] * sample["num"] * sample.get("steps", 250) * passes
-    train_rate, sample_rate, eval_seconds = rates(scale, threads)
-    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + eval_seconds
+    train_rate, sample_rate, eval_per_sample = rates(scale, threads)
+    seconds = train_gflop * 1e9 / train_rate + sample_gflop * 1e9 / sample_rate + eval_per_sample * sample["num"]
     return {"images_seen": images, "train_pflop": train_gflop / 1e6, "sample_pflop": sample_gflop / 1e6,
             "device_hours": seconds / 3600, "wall_hours": seconds / 3600 / max(1, nproc)}
 
