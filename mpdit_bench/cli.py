@@ -290,9 +290,13 @@ def _sweep_local(name: str, scale: str, runs: list, results: str, workers: int, 
                                "--no-live"], stdout=subprocess.DEVNULL) for _ in range(max(0, workers - 1))]
     if references and extra:  # while the others train their first runs, this one fills the evaluation caches
         console.print("filling the evaluation caches (once per machine) while the other workers train")
-        prepare_evaluations(references)
+        try:
+            prepare_evaluations(references)
+        except Exception as err:  # noqa: BLE001 - each run's evaluation meets it again and records it
+            console.print(f"[yellow]could not fill the evaluation caches[/]: {escape(str(err))}")
     if live and console.is_terminal:
-        with Live(get_renderable=lambda: status_table(runs, results, title), console=console,
+        screen = Console(file=sys.stdout)  # bound now: a phase run in this process sends sys.stdout to its log
+        with Live(get_renderable=lambda: status_table(runs, results, title), console=screen,
                   refresh_per_second=1):
             result = run_sweep(order, results)
     else:
