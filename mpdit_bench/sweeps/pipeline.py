@@ -68,13 +68,18 @@ def train_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY,
     return [sys.executable, *entry, *tail]
 
 
+# a run's `sample` / `eval` keys and the flags of the command that takes them (absent: the command's default)
+SAMPLE_FLAGS = (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"), ("seed", "--seed"),
+                ("batch_size", "--batch-size"), ("guidance_interval", "--guidance-interval"), ("labels", "--labels"),
+                ("device", "--device"))
+EVALUATE_FLAGS = (("device", "--device"), ("batch_size", "--batch-size"), ("bootstrap", "--bootstrap"))
+
+
 def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
     s = spec.sample
     cmd = [sys.executable, *entry, "sample", str(run_dir / "checkpoints" / "last.pt"),
            "--num", str(s["num"]), "--out", str(run_dir / "samples.npz")]
-    for key, flag in (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"),
-                      ("seed", "--seed"), ("batch_size", "--batch-size"), ("guidance_interval", "--guidance-interval"),
-                      ("labels", "--labels"), ("device", "--device")):
+    for key, flag in SAMPLE_FLAGS:
         if key in s:  # a list (one guidance scale per PPFlow stage) is the flag's comma form
             cmd += [flag, ",".join(map(str, s[key])) if isinstance(s[key], list) else str(s[key])]
     return cmd
@@ -91,10 +96,16 @@ def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTR
     e = spec.eval
     cmd = [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
            "--metrics", cli_metrics(e["metrics"]), "--json"]
-    for key, flag in (("device", "--device"), ("batch_size", "--batch-size"), ("bootstrap", "--bootstrap")):
+    for key, flag in EVALUATE_FLAGS:
         if key in e:
             cmd += [flag, str(e[key])]
     return cmd
+
+
+def evaluate_options(spec: RunSpec) -> dict[str, Any]:
+    """The run's evaluation as `evaluation.evaluate` keywords: what `evaluate_command` passes as flags."""
+    e = spec.eval
+    return {"ref": e["ref"], "metrics": cli_metrics(e["metrics"]), **{k: e[k] for k, _ in EVALUATE_FLAGS if k in e}}
 
 
 def evaluation_references(runs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -103,13 +114,11 @@ def evaluation_references(runs: list[RunSpec]) -> list[dict[str, Any]]:
 
     settings: list[dict[str, Any]] = []
     for spec in runs:
-        e = spec.eval
-        if not e.get("ref"):
+        if not spec.eval.get("ref"):
             continue
-        kwargs = {"ref": e["ref"], "metrics": cli_metrics(e["metrics"]), "batch_size": e.get("batch_size", 50),
-                  "device": e.get("device", "cpu"), "bootstrap": e.get("bootstrap", 0)}
+        kwargs = evaluate_options(spec)
         if kwargs not in settings:
-            open_source(e["ref"])  # a missing reference stops the sweep here, before any training
+            open_source(kwargs["ref"])  # a missing reference stops the sweep here, before any training
             settings.append(kwargs)
     return settings
 
@@ -178,14 +187,14 @@ def logged_in_process(log: Path, cmd: list[str]):
 
 
 def sample_options(sample: dict[str, Any]) -> dict[str, Any]:
-    """A run's ``sample`` section as `sample_checkpoint` keywords, as the `sample` command passes them."""
-    opts = {k: sample[k] for k in ("sampler", "steps", "seed", "batch_size", "guidance_interval") if k in sample}
-    if "cfg_scale" in sample:
-        scale = sample["cfg_scale"]
-        opts["cfg_scale"] = scale[0] if isinstance(scale, list) and len(scale) == 1 else scale
-    if "labels" in sample:
-        labels = sample["labels"]
-        opts["labels"] = int(labels) if isinstance(labels, str) and labels.isdigit() else labels
+    """A run's ``sample`` section as `sample_checkpoint` keywords, as the `sample` command parses its flags."""
+    opts = {k: sample[k] for k, _ in SAMPLE_FLAGS if k in sample}
+    scale = opts.get("cfg_scale")
+    if isinstance(scale, list) and len(scale) == 1:
+        opts["cfg_scale"] = scale[0]
+    labels = opts.get("labels")
+    if isinstance(labels, str) and labels.isdigit():
+        opts["labels"] = int(labels)
     return opts
 
 
@@ -284,7 +293,7 @@ class Pipeline:
 
             with logged_in_process(log, cmd):
                 sample_checkpoint(run_dir / "checkpoints" / "last.pt", spec.sample["num"], samples,
-                                  device=spec.sample.get("device", "auto"), **sample_options(spec.sample))
+                                  **sample_options(spec.sample))
         else:
             run_command(cmd, log)
         if not samples.is_file():
@@ -298,11 +307,8 @@ class Pipeline:
         if self.in_process(spec):
             from mpdit_bench.evaluation import evaluate
 
-            e = spec.eval
             with logged_in_process(log, cmd):
-                result = evaluate(str(run_dir / "samples.npz"), e["ref"], cli_metrics(e["metrics"]),
-                                  batch_size=e.get("batch_size", 50), device=e.get("device", "cpu"),
-                                  bootstrap=e.get("bootstrap", 0))
+                result = evaluate(str(run_dir / "samples.npz"), **evaluate_options(spec))
                 text = json.dumps(result)  # what the command prints: JSON's types, not numpy's
                 print(text)
             return json.loads(text)
