@@ -50,13 +50,18 @@ class Draws:
         return len(self.samples)
 
 
-def interval(point: float, replicates: np.ndarray, metric: str, level: float = LEVEL) -> list[float]:
-    """[low, high]: the point estimate plus the centred replicate quantiles, clipped to the metric's range."""
+def centred_interval(point: float, replicates: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """(low, high): the point estimate plus the quantiles of the replicates about their mean."""
     reps = np.asarray(replicates, dtype=np.float64)
-    reps = reps[np.isfinite(reps)]
     centred = reps - reps.mean()
     alpha = (1 - level) / 2
-    low, high = point + np.quantile(centred, alpha), point + np.quantile(centred, 1 - alpha)
+    return point + np.quantile(centred, alpha), point + np.quantile(centred, 1 - alpha)
+
+
+def interval(point: float, replicates: np.ndarray, metric: str, level: float = LEVEL) -> list[float]:
+    """[low, high]: `centred_interval` of the finite replicates, clipped to the metric's range."""
+    reps = np.asarray(replicates, dtype=np.float64)
+    low, high = centred_interval(point, reps[np.isfinite(reps)], level)
     lo_bound, hi_bound = RANGES.get(metric, (None, None))
     if lo_bound is not None:
         low, high = max(low, lo_bound), max(high, lo_bound)

@@ -24,9 +24,8 @@ from typing import Any, Optional
 import numpy as np
 from scipy import stats
 
-from mpdit_bench.evaluation.bootstrap import RANGES
+from mpdit_bench.evaluation.bootstrap import LEVEL, RANGES, centred_interval
 
-LEVEL = 0.95
 HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "precision_fmnist_proxy", "recall_fmnist_proxy",
                               "class_accuracy_fmnist_proxy"})
 REPLICATES, SEED = 4000, 0
@@ -125,7 +124,5 @@ def compare(label: str, records: list[dict[str, Any]], reference: list[dict[str,
 
         spread = side(a) - side(b)
         test = f"{BOOTSTRAP} (seeds {len(a)} vs {len(b)}, two-level, {replicates} replicates)"
-    centred = spread - spread.mean()
-    alpha = (1 - LEVEL) / 2
-    low, high = diff + np.quantile(centred, alpha), diff + np.quantile(centred, 1 - alpha)
+    low, high = centred_interval(diff, spread, LEVEL)
     return Verdict(label, metric, float(diff), float(low), float(high), test, _decide(metric, diff, low, high))
