@@ -127,11 +127,21 @@ def test_a_one_process_run_inside_the_worker_matches_its_commands(tmp_path):
     # thread count was set by torch.set_num_threads than when it came from the environment
     assert all(torch.allclose(a["ema"][k], b["ema"][k], rtol=1e-5, atol=1e-8) for k in a["ema"])
     assert any(not torch.equal(a["ema"][k], torch.zeros_like(a["ema"][k])) for k in a["ema"])
+    # Weights 1e-11 apart can move a pixel across a rounding boundary of the uint8 grid: one level at most.
     with np.load(inside / "samples.npz") as x, np.load(commands / "samples.npz") as y:
-        np.testing.assert_array_equal(x["arr_0"], y["arr_0"])
-    kept = ("fd_fmnist_proxy", "class_accuracy_fmnist_proxy", "num_samples")
-    assert {k: records["inside"]["metrics"][k] for k in kept} == {k: records["commands"]["metrics"][k] for k in kept}
-    assert records["inside"]["intervals"] == records["commands"]["intervals"]
+        np.testing.assert_array_equal(x["arr_1"], y["arr_1"])
+        assert np.abs(x["arr_0"].astype(int) - y["arr_0"].astype(int)).max() <= 1
+    # The metrics are float64 reductions (covariances, a matrix square root) whose summation order follows the
+    # thread count, which differs between the two paths: 1.5e-9 relative was seen on another machine. 1e-6
+    # relative is three orders above that and four below the metrics' own 95 % interval widths (~1e-2).
+    metrics = [records[name]["metrics"] for name in ("inside", "commands")]
+    assert metrics[0]["num_samples"] == metrics[1]["num_samples"]
+    for key in ("fd_fmnist_proxy", "class_accuracy_fmnist_proxy"):
+        assert metrics[0][key] == pytest.approx(metrics[1][key], rel=1e-6, abs=1e-12), key
+    intervals = [records[name]["intervals"] for name in ("inside", "commands")]
+    assert intervals[0].keys() == intervals[1].keys()
+    for key, bounds in intervals[0].items():
+        assert bounds == pytest.approx(intervals[1][key], rel=1e-6, abs=1e-12), key
     assert records["inside"]["evaluation"]["bootstrap"] == 20
     assert "(in the sweep worker)" in (inside / "logs" / "evaluate.log").read_text()
     assert "(in the sweep worker)" not in (commands / "logs" / "evaluate.log").read_text()
