@@ -176,3 +176,49 @@ def resolve_model_config(run_cfg: dict[str, Any], info: dict[str, Any]) -> Model
 
 
 __all__ = ["DATA_KEYS", "SECTIONS", "TRAIN_KEYS", "load_run_config", "resolve_model_config", "validate_run_config"]
+
+
+# What a resumed run may change: how long it trains and what it logs. Anything else would make one run out of
+# two recipes; a changed setting needs a new run directory or `train.resume: false`.
+RESUMABLE_TRAIN_KEYS = ("steps", "time_limit_s", "log_every", "progress", "tensorboard", "ckpt_every",
+                        "keep_every", "resume")
+
+
+class ResumeError(ConfigError):
+    """A resume asked for settings other than those the checkpoint was trained with."""
+
+    def __init__(self, checkpoint: str, changes: list[tuple[str, Any, Any]]):
+        self.key, self.value, self.source, self.changes = changes[0][0], changes[0][2], checkpoint, changes
+        self.allowed = "the checkpoint's values"
+        lines = "\n".join(f"  {key}: {old!r} in the checkpoint, {new!r} now" for key, old, new in changes)
+        ValueError.__init__(self, f"{checkpoint}: cannot resume with changed settings (only train."
+                            f"{', train.'.join(RESUMABLE_TRAIN_KEYS)} may change):\n{lines}\n"
+                            "Use a new --out, or --set train.resume=false to start this run over.")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def resume_changes(saved_run: dict[str, Any], saved_model: dict[str, Any] | None, run: dict[str, Any],
+                   model: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, value in the checkpoint, value now) of every setting a resume may not change."""
+    keep = {f"train.{k}" for k in RESUMABLE_TRAIN_KEYS}
+    # the run config's model_config section is compared below as the resolved model config, key by key
+    before = {k: v for k, v in _flat({**saved_run, "model_config": None}).items() if k not in keep}
+    after = {k: v for k, v in _flat({**run, "model_config": None}).items() if k not in keep}
+    if saved_model is not None:
+        before.update(_flat(saved_model, "model_config."))
+        after.update(_flat(model, "model_config."))
+    for key, value in list(after.items()):  # a key newer than the checkpoint: it trained with the default
+        name = key.removeprefix("train.")
+        if key not in before and key.startswith("train.") and name in TRAIN_KEYS and value == TRAIN_KEYS[name].default:
+            del after[key]
+    missing = object()
+    return [(k, before.get(k), after.get(k)) for k in sorted(before.keys() | after.keys())
+            if before.get(k, missing) != after.get(k, missing)]

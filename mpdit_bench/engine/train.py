@@ -40,7 +40,8 @@ from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.counting import param_count
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.models import build_model
-from mpdit_bench.engine.run_config import load_run_config, resolve_model_config, validate_run_config
+from mpdit_bench.engine.run_config import (ResumeError, load_run_config, resolve_model_config, resume_changes,
+                                           validate_run_config)
 
 METRIC_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "wall_s", "val_loss")
 
@@ -123,6 +124,21 @@ def init_weights_from(path: str, model: torch.nn.Module, ema: torch.nn.Module, m
                                                    f"run has {ours} (set model / model_overrides to match)")
     model.load_state_dict(state["model"])
     ema.load_state_dict(state.get("ema", state["model"]))
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """``load_state_dict`` that refuses weights of another architecture in a few lines, not torch's hundred."""
+    own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - weights.keys()), sorted(weights.keys() - own.keys())
+    resized = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+               if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or resized:
+        parts = [f"{len(items)} {what}, e.g. {', '.join(items[:3])}"
+                 for what, items in (("missing", missing), ("unexpected", unexpected),
+                                     ("of another shape (checkpoint vs model)", resized)) if items]
+        raise ConfigError("model", "this run's architecture",
+                          f"the architecture {path} was trained with: its weights do not fit ({'; '.join(parts)})")
+    model.load_state_dict(weights)
 
 
 def enable_activation_checkpointing(model: torch.nn.Module) -> None:
@@ -334,12 +350,12 @@ class Trainer:
         tc = self.tc
         if tc["resume"] and self.last_path.is_file():
             state = checkpoint.load(self.last_path)  # on CPU: RNG states must stay CPU byte tensors
-            saved_batch = state["run_config"]["train"]["global_batch"]
-            if saved_batch != tc["global_batch"]:  # the data position is counted in batches
-                raise ConfigError("train.global_batch", tc["global_batch"],
-                                  f"{saved_batch}, the value {self.last_path} was trained with (or a new --out)")
-            self.model.load_state_dict(state["model"])
-            self.ema.load_state_dict(state["ema"])
+            changes = resume_changes(state["run_config"], state.get("model_config"), self.run_cfg,
+                                     self.mcfg.to_dict())
+            if changes:
+                raise ResumeError(str(self.last_path), changes)
+            load_weights(self.model, state["model"], self.last_path)
+            load_weights(self.ema, state["ema"], self.last_path)
             self.optimizer.load_state_dict(state["optimizer"])
             self.position = Position(state["step"], state["epoch"], state["batch_in_epoch"],
                                      state.get("train_seconds", 0.0))
