@@ -6,8 +6,9 @@ eval section are all such tables; every refusal is a ConfigError naming source, 
 from __future__ import annotations
 
 import copy
+import difflib
 import re
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,12 @@ def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """'did you mean X? ' for the closest choice to a misspelled ``word``, else ''."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -62,7 +69,7 @@ def check_section(given: Any, keys: Mapping[str, Key], source: str | None, secti
         name = f"{section}.{key}" if section else key
         if isinstance(value, str) and _SCI.fullmatch(value):
             value = float(value)  # YAML 1.1 reads 2e-4 (no dot) as a string
-        require(key in keys, name, value, "one of the keys " + ", ".join(keys), source)
+        require(key in keys, name, value, did_you_mean(key, keys) + "one of the keys " + ", ".join(keys), source)
         require(keys[key].check(value), name, value, keys[key].allowed, source)
         out[key] = value
     if not defaults:
@@ -70,4 +77,4 @@ def check_section(given: Any, keys: Mapping[str, Key], source: str | None, secti
     return {key: out[key] if key in out else copy.deepcopy(spec.default) for key, spec in keys.items()}
 
 
-__all__ = ["ConfigError", "Key", "check_section", "is_bool", "is_int", "is_num", "optional", "require"]
+__all__ = ["ConfigError", "Key", "check_section", "did_you_mean", "is_bool", "is_int", "is_num", "optional", "require"]
