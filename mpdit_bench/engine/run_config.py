@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mpdit_bench import plugins
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.engine.sampling import check_cfg_scale, check_options
 from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
-SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample")
+SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample", "plugins")
 DATASETS = ("fashion-mnist", "latents")
 
 
@@ -73,6 +74,8 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     for key in raw:
         if key not in SECTIONS:
             raise ConfigError(key, raw[key], "one of the sections " + ", ".join(SECTIONS), source)
+    plugin_list = plugins.check_list(raw.get("plugins"), "plugins", source)
+    plugins.load(plugin_list, "plugins", source)  # before the model config names their components
     if not isinstance(raw.get("model"), str):
         raise ConfigError("model", raw.get("model"), "a preset name or shorthand (see `mpdit-bench models`)", source)
     overrides = raw.get("model_overrides") or {}
@@ -92,7 +95,8 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
            **({"model_config": mcfg.to_dict()} if raw.get("model_config") is not None else {}),
            "data": check_section(raw.get("data"), DATA_KEYS, source, "data"),
            "train": check_section(raw.get("train"), TRAIN_KEYS, source, "train"),
-           "sample": dict(raw.get("sample") or {})}
+           "sample": dict(raw.get("sample") or {}),
+           **({"plugins": plugin_list} if plugin_list else {})}
     try:
         check_cfg_scale(check_options(cfg["sample"], source)["cfg_scale"], mcfg, source)
     except ConfigError as err:
