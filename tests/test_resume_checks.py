@@ -55,3 +55,11 @@ def test_weights_of_another_architecture_are_refused_in_a_few_lines(tmp_path):
     message = str(err.value)
     assert "of another shape" in message and "0.weight (6, 4) vs (8, 4)" in message
     assert len(message.splitlines()) == 1
+
+
+def test_kept_steps_are_checkpointed_and_may_be_added_on_resume(tmp_path):
+    train(tiny_run(steps=2, keep_steps=[1]), tmp_path)
+    train(tiny_run(steps=4, keep_steps=[1, 3]), tmp_path)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.pt"))
+    assert kept == ["step_0000001.pt", "step_0000003.pt"]
+    assert torch.load(tmp_path / "checkpoints" / "step_0000003.pt", weights_only=True)["step"] == 3

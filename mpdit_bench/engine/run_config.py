@@ -45,6 +45,8 @@ TRAIN_KEYS: dict[str, Key] = {
     "log_every": Key(10, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "ckpt_every": Key(1000, lambda v: is_int(v) and v >= 1, "an integer >= 1 (steps between last.pt saves)"),
     "keep_every": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (steps between kept step_*.pt; 0 = none)"),
+    "keep_steps": Key(None, optional(lambda v: isinstance(v, list) and all(is_int(x) and x >= 1 for x in v)),
+                      "null or a list of steps >= 1 at which step_*.pt is kept too (evaluation points)"),
     "val_every": Key(0, lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no validation)"),
     "val_size": Key(512, lambda v: is_int(v) and v >= 1, "an integer >= 1 (held-out samples)"),
     "time_limit_s": Key(None, optional(lambda v: is_num(v) and v > 0), "null or seconds > 0 (stop and checkpoint)"),
@@ -185,7 +187,7 @@ __all__ = ["DATA_KEYS", "SECTIONS", "TRAIN_KEYS", "load_run_config", "resolve_mo
 # What a resumed run may change: how long it trains and what it logs. Anything else would make one run out of
 # two recipes; a changed setting needs a new run directory or `train.resume: false`.
 RESUMABLE_TRAIN_KEYS = ("steps", "time_limit_s", "log_every", "progress", "tensorboard", "ckpt_every",
-                        "keep_every", "resume")
+                        "keep_every", "keep_steps", "resume")
 
 
 class ResumeError(ConfigError):

@@ -452,7 +452,7 @@ class Trainer:
                     if self.on_validation is not None and "val_loss" in row:
                         self.on_validation(pos.step, row["val_loss"])
                 timed_out = tc["time_limit_s"] is not None and pos.train_seconds >= tc["time_limit_s"]
-                if tc["keep_every"] and pos.step % tc["keep_every"] == 0:
+                if (tc["keep_every"] and pos.step % tc["keep_every"] == 0) or pos.step in (tc["keep_steps"] or ()):
                     self.checkpoint(keep=True)
                 elif pos.step % tc["ckpt_every"] == 0 or pos.step == tc["steps"] or timed_out:
                     self.checkpoint()
