@@ -63,7 +63,7 @@ def test_counting_ignores_fused_attention_at_run_time():
     inputs = example_inputs(model.cfg)
     with torch.no_grad():
         fused = model(*inputs)
-        with explicit_attention():
+        with explicit_attention(model):
             explicit = model(*inputs)
     torch.testing.assert_close(fused, explicit, rtol=1e-4, atol=1e-5)
     assert count(model, cross_check=False)["gflops"] == pytest.approx(model.flops() / 1e9, rel=1e-3)

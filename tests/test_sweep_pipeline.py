@@ -15,6 +15,7 @@ from mpdit_bench.sweeps.pipeline import (Pipeline, cli_metrics, evaluate_command
 
 ROOT = Path(__file__).parent.parent
 FAKE_CLI = (str(ROOT / "tests" / "fake_cli.py"),)
+SETTINGS_CLI = (str(ROOT / "tests" / "settings_cli.py"),)
 
 
 @pytest.fixture
@@ -94,20 +95,51 @@ def cpu_params(spec):
 
 
 class Commands(Pipeline):
-    """The real pipeline, every phase through its command even for one process."""
+    """The real pipeline, every phase through its command even for one process. The commands run the
+    suite's CLI through tests/settings_cli.py, which records torch's settings while each phase works."""
+
+    def __init__(self):
+        super().__init__(entry=SETTINGS_CLI)
 
     def in_process(self, spec):
         return False
 
 
+def watch_settings(pipeline: Pipeline) -> dict[str, tuple]:
+    """phase -> torch's settings in this process (before, after) the phase; filled as the phases run."""
+    from mpdit_bench.engine.torch_settings import current
+
+    around: dict[str, tuple] = {}
+    for name in pipeline.names:
+        def watched(*args, _phase=getattr(pipeline, name), _name=name, **kwargs):
+            before = current()
+            try:
+                return _phase(*args, **kwargs)
+            finally:
+                around[_name] = (before, current())
+
+        setattr(pipeline, name, watched)
+    return around
+
+
 @needs_fashion_mnist
-def test_a_one_process_run_inside_the_worker_matches_its_commands(tmp_path):
+def test_a_one_process_run_inside_the_worker_matches_its_commands(tmp_path, monkeypatch):
     import numpy as np
     import torch
 
+    from mpdit_bench.engine.torch_settings import current
+    from settings_cli import LOG_ENV, install_recorders, read_records
+
+    # what `mpdit-bench sweep` does: the commands' processes start with the worker's thread count
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    monkeypatch.setenv(LOG_ENV, str(tmp_path / "commands.jsonl"))
+    install_recorders(tmp_path / "inside.jsonl", monkeypatch.setattr)
+    worker = current()
+    assert worker.matmul_tf32 is False  # torch's default, as in a fresh command process: training changes it
     data = {"name": "ip", "base": {"model": "MPDiT-B"},
             "scales": {"cpu": {"data": {"name": "fashion-mnist"},
-                               "train": {"global_batch": 4, "steps": 3, "val_every": 3, "val_size": 8},
+                               "train": {"global_batch": 4, "steps": 3, "val_every": 3, "val_size": 8,
+                                         "threads": 1},
                                "sample": {"num": 6, "steps": 2, "batch_size": 4, "cfg_scale": [1.5]},
                                "eval": {"ref": "fashion-mnist:test:40", "metrics": ["fd_fmnist_proxy"],
                                         "heldout": False, "bootstrap": 20}}}}
@@ -117,9 +149,24 @@ def test_a_one_process_run_inside_the_worker_matches_its_commands(tmp_path):
     assert Pipeline().in_process(spec) and not Commands().in_process(spec)
     assert not Pipeline(entry=FAKE_CLI).in_process(spec)
     seen = {"inside": [], "commands": []}
+    inside_pipeline = Pipeline()
+    around = watch_settings(inside_pipeline)
     records = {name: execute_run(spec, tmp_path / name, pipeline, on_validation=lambda s, v, n=name: seen[n].append(s))
-               for name, pipeline in (("inside", Pipeline()), ("commands", Commands()))}
+               for name, pipeline in (("inside", inside_pipeline), ("commands", Commands()))}
     inside, commands = (tmp_path / "inside", tmp_path / "commands")
+    # torch's settings: every in-worker phase leaves them as it found them, and each phase works under the
+    # settings its command works under
+    assert set(around) == set(Pipeline.names)
+    for name, (before, after) in around.items():
+        assert before == after == worker, name
+    settings = {path: read_records(tmp_path / f"{path}.jsonl") for path in ("inside", "commands")}
+    assert settings["inside"] == settings["commands"]
+    assert set(settings["inside"]) == {"train", "sample", "evaluate"}
+    expected = {"train": {**worker.as_dict(), "threads": 1, "matmul_tf32": True, "cudnn_tf32": True},
+                "sample": {**worker.as_dict(), "matmul_tf32": True, "cudnn_tf32": True},
+                "evaluate": worker.as_dict()}
+    for phase, values in expected.items():
+        assert settings["inside"][phase] == {tuple(sorted(values.items()))}, phase
     assert seen["inside"] == seen["commands"] == [3]
     a, b = (torch.load(r / "checkpoints" / "last.pt", weights_only=True) for r in (inside, commands))
     assert a["step"] == b["step"] == 3

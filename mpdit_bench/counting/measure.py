@@ -51,7 +51,7 @@ def param_counts(model: nn.Module) -> tuple[int, int]:
 def fvcore_flops(model: nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
     """fvcore's total with attention as explicit matmuls, and its per-operator breakdown."""
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with explicit_attention(), torch.no_grad(), warnings.catch_warnings():
+    with explicit_attention(model), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fvcore's tracer and imports warn about deprecated torch.jit APIs
         from fvcore.nn import FlopCountAnalysis
 
@@ -117,7 +117,7 @@ def ptflops_macs(model: nn.Module, inputs: tuple) -> int | None:
 
     x, t, y = inputs
     try:
-        with explicit_attention(), redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with explicit_attention(model), redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             macs, _ = get_model_complexity_info(
                 model, tuple(x.shape[1:]), input_constructor=lambda _: {"x": x, "t": t, "y": y},

@@ -29,9 +29,11 @@ from mpdit_bench import ppflow
 from mpdit_bench.files import atomic_path, save_npz_atomic
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.engine.progress import progress_bar
+from mpdit_bench.engine.torch_settings import TorchSettings, applied
 from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
 SAMPLERS = ("euler", "heun", "sde")
+SETTINGS = TorchSettings(matmul_tf32=True, cudnn_tf32=True)  # TF32 on CUDA; restored when sampling ends
 
 
 def _cfg_scale_ok(w: Any) -> bool:
@@ -259,38 +261,37 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
         raise ConfigError("--vae", None, "a local AutoencoderKL folder: this checkpoint was trained on latents")
 
     info = distributed.setup(device)
-    if info.device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
-        check_cfg_scale(o["cfg_scale"], ModelConfig.from_dict(state["model_config"]), str(ckpt))  # before loading
-        model, cfg = load_sampling_model(state, o["use_ema"], info.device)
-        del state
-        decoder = (LatentDecoder(vae, dinfo["latent_mean"], dinfo["latent_std"], info.device)
-                   if dinfo.get("name") == "latents" else None)
-        labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
-        mine = list(range(info.rank, num, info.world_size))
-        bar, advance = progress_bar(progress and info.is_main, len(mine), "sample")
-        chunks = []  # uint8 (b, H, W, 3) per batch: latents are decoded as they come, not held for all samples
-        try:
-            for start in range(0, len(mine), o["batch_size"]):
-                rows = mine[start:start + o["batch_size"]]
-                x = sample_indices(model, cfg, rows, labels[rows], o, info.device, advance)  # (b, C, h, w)
-                chunks.append(to_uint8(decoder(x) if decoder else x))
-        finally:
-            if bar is not None:
-                bar.stop()
-        images = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        part = out.with_name(f".{out.stem}.rank{info.rank}.npz")
-        save_npz_atomic(part, images=images, indices=np.asarray(mine, dtype=np.int64))
-        distributed.barrier()
-        if info.is_main:
-            _merge_parts(out, num, labels, info.world_size)
-            nrow = cfg.num_classes if o["labels"] == "balanced" and cfg.num_classes <= 20 else \
-                math.ceil(math.sqrt(min(num, grid_max)))
-            with np.load(out) as f:
-                save_grid(f["arr_0"][:grid_max], out.with_suffix(".png"), nrow)
-        distributed.barrier()
+        with applied(SETTINGS):
+            check_cfg_scale(o["cfg_scale"], ModelConfig.from_dict(state["model_config"]), str(ckpt))  # before loading
+            model, cfg = load_sampling_model(state, o["use_ema"], info.device)
+            del state
+            decoder = (LatentDecoder(vae, dinfo["latent_mean"], dinfo["latent_std"], info.device)
+                       if dinfo.get("name") == "latents" else None)
+            labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
+            mine = list(range(info.rank, num, info.world_size))
+            bar, advance = progress_bar(progress and info.is_main, len(mine), "sample")
+            chunks = []  # uint8 (b, H, W, 3) per batch: latents are decoded as they come, not held for all samples
+            try:
+                for start in range(0, len(mine), o["batch_size"]):
+                    rows = mine[start:start + o["batch_size"]]
+                    x = sample_indices(model, cfg, rows, labels[rows], o, info.device, advance)  # (b, C, h, w)
+                    chunks.append(to_uint8(decoder(x) if decoder else x))
+            finally:
+                if bar is not None:
+                    bar.stop()
+            images = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = out.with_name(f".{out.stem}.rank{info.rank}.npz")
+            save_npz_atomic(part, images=images, indices=np.asarray(mine, dtype=np.int64))
+            distributed.barrier()
+            if info.is_main:
+                _merge_parts(out, num, labels, info.world_size)
+                nrow = cfg.num_classes if o["labels"] == "balanced" and cfg.num_classes <= 20 else \
+                    math.ceil(math.sqrt(min(num, grid_max)))
+                with np.load(out) as f:
+                    save_grid(f["arr_0"][:grid_max], out.with_suffix(".png"), nrow)
+            distributed.barrier()
     finally:
         distributed.teardown()
     return out

@@ -42,6 +42,7 @@ from mpdit_bench.files import write_text_atomic
 from mpdit_bench.models import build_model
 from mpdit_bench.engine.run_config import (ResumeError, load_run_config, resolve_model_config, resume_changes,
                                            validate_run_config)
+from mpdit_bench.engine.torch_settings import TorchSettings, applied
 
 METRIC_FIELDS = ("step", "epoch", "loss", "lr", "images_per_s", "wall_s", "val_loss")
 
@@ -280,6 +281,11 @@ class _Progress:
             self.bar.stop()
 
 
+def training_settings(tc: dict[str, Any]) -> TorchSettings:
+    """torch's process-wide settings a run's ``train`` section asks for: CPU threads and TF32."""
+    return TorchSettings(threads=tc["threads"], matmul_tf32=tc["tf32"], cudnn_tf32=tc["tf32"])
+
+
 # ---- the loop -------------------------------------------------------------------------------------------
 @dataclass
 class Position:
@@ -293,7 +299,9 @@ class Position:
 
 class Trainer:
     """One run: build from a validated run config, then ``fit()`` = resume, step through the batches,
-    validate and checkpoint on schedule. ``step(x, y)`` alone is the engine's training step (benchmarks)."""
+    validate and checkpoint on schedule. ``step(x, y)`` alone is the engine's training step (benchmarks).
+    The Trainer changes no process-wide setting: ``train`` applies ``training_settings`` around the whole run,
+    construction included; a benchmark calling ``step`` applies ``trainer.torch_settings`` itself."""
 
     def __init__(self, run_cfg: dict[str, Any], out_dir: str | Path, info: distributed.DistInfo,
                  on_validation: Callable[[int, float], None] | None = None):
@@ -301,11 +309,7 @@ class Trainer:
         self.out, self.on_validation = Path(out_dir), on_validation
         self.last_path = self.out / "checkpoints" / "last.pt"
         tc = self.tc
-        if tc["threads"]:
-            torch.set_num_threads(tc["threads"])
-        if info.device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = tc["tf32"]
-            torch.backends.cudnn.allow_tf32 = tc["tf32"]
+        self.torch_settings = training_settings(tc)
         if tc["global_batch"] % info.world_size:
             raise ConfigError("train.global_batch", tc["global_batch"],
                               f"a multiple of the world size {info.world_size}")
@@ -514,10 +518,11 @@ def train(run_cfg: dict[str, Any], out_dir: str | Path,
     run_cfg = validate_run_config(run_cfg)
     info = distributed.setup(run_cfg["train"]["device"])
     try:
-        return Trainer(run_cfg, out_dir, info, on_validation).fit()
+        with applied(training_settings(run_cfg["train"])):
+            return Trainer(run_cfg, out_dir, info, on_validation).fit()
     finally:
         distributed.teardown()
 
 
 __all__ = ["Position", "Trainer", "TrainingDiverged", "build_datasets", "load_run_config", "resolve_model_config",
-           "train", "validate_run_config"]
+           "train", "training_settings", "validate_run_config"]

@@ -13,13 +13,13 @@ from N samples is biased upward by an amount depending on N), so compare runs at
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 
+from mpdit_bench.engine.torch_settings import torch_settings
 from mpdit_bench.evaluation import metrics as M
 
 LEVEL = 0.95
@@ -84,16 +84,10 @@ def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
     return (vec * np.sqrt(np.clip(lam, 0, None))) @ vec.T
 
 
-@contextmanager
 def one_thread():
     """Small matrices in a tight loop: one thread. On shared cores, multi-threaded BLAS / LAPACK calls on
     them spin-waited: a 63 x 316 SVD took 0.2 s through numpy, 7 ms through torch on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_settings(threads=1)
 
 
 class GramFrechet:

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mpdit_bench.engine.torch_settings import torch_settings
 from mpdit_bench.files import sha256_file
 
 SHIPPED = Path(__file__).parent / "assets" / "fmnist_proxy.safetensors"
@@ -61,12 +62,8 @@ def to_input(images: np.ndarray) -> torch.Tensor:
 def train_proxy(recipe: dict, progress: bool = True) -> tuple[dict, float]:
     """Train FmnistNet on Fashion-MNIST train; (state dict, test accuracy). Seeded, on one CPU thread: the
     reduction order (hence the weights) then does not depend on the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_settings(threads=1):
         return _train(recipe, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(recipe: dict, progress: bool) -> tuple[dict, float]:

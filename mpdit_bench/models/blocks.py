@@ -15,20 +15,6 @@ from torch import nn
 
 from mpdit_bench.counting import analytic as flops
 
-_EXPLICIT_ATTENTION = False
-
-
-@contextlib.contextmanager
-def explicit_attention() -> Iterator[None]:
-    """Write attention as plain matmuls (softmax(q k^T) v) so that FLOP counters see it."""
-    global _EXPLICIT_ATTENTION
-    before, _EXPLICIT_ATTENTION = _EXPLICIT_ATTENTION, True
-    try:
-        yield
-    finally:
-        _EXPLICIT_ATTENTION = before
-
-
 def per_token(v: torch.Tensor) -> torch.Tensor:
     """(B, D) modulation -> (B, 1, D), broadcast over tokens; (B, L, D) per-token modulation (packed
     sequences of several samples, PPFlow's Patch n' Pack) is used as it is."""
@@ -48,6 +34,7 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
+        self.explicit = False  # softmax(q k^T) v as plain matmuls, not fused: see `explicit_attention`
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, L, D = x.shape
@@ -55,7 +42,7 @@ class Attention(nn.Module):
             # sdpa ADDS a float mask to the scores instead of masking (PPFlow's packing bug).
             raise TypeError(f"attention mask must be boolean (True = may attend), got {mask.dtype}")
         q, k, v = self.qkv(x).reshape(B, L, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
-        if _EXPLICIT_ATTENTION:
+        if self.explicit:
             scores = (q * (q.shape[-1] ** -0.5)) @ k.transpose(-2, -1)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
@@ -68,6 +55,21 @@ class Attention(nn.Module):
         dim = self.proj.in_features
         return (flops.linear(tokens, dim, 3 * dim) + flops.attention_matmuls(tokens, dim)
                 + flops.linear(tokens, dim, dim))
+
+
+@contextlib.contextmanager
+def explicit_attention(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block, ``model``'s attention layers write attention as plain matmuls so that FLOP counters
+    see it; other models in the process keep the fused kernel."""
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    before = [m.explicit for m in layers]
+    for m in layers:
+        m.explicit = True
+    try:
+        yield model
+    finally:
+        for m, explicit in zip(layers, before):
+            m.explicit = explicit
 
 
 class Mlp(nn.Module):

@@ -171,19 +171,17 @@ def run_command(cmd: list[str], log: Path, poll: Callable[[], None] | None = Non
 
 @contextlib.contextmanager
 def logged_in_process(log: Path, cmd: list[str]):
-    """A phase run in this process writes what its command would print into the same log; torch's thread
-    count is restored after it (training sets ``train.threads``)."""
-    import torch
+    """A phase run in this process writes what its command would print into the same log. Every torch
+    setting is put back after it, as the command's process would leave the worker's untouched; the phases
+    restore their own already, this guards the next phase against one that does not."""
+    from mpdit_bench.engine.torch_settings import applied, current
 
     log.parent.mkdir(parents=True, exist_ok=True)
-    threads = torch.get_num_threads()
     with open(log, "a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         out.write(f"\n$ (in the sweep worker) {' '.join(cmd)}\n")
         out.flush()
-        try:
+        with applied(current()):
             yield
-        finally:
-            torch.set_num_threads(threads)
 
 
 def sample_options(sample: dict[str, Any]) -> dict[str, Any]:
