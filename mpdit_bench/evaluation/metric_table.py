@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 INCEPTION, PROXY, HELDOUT = "inception", "proxy", "heldout"
+HELDOUT_LOSS = "heldout_loss"  # `evaluation.heldout`'s metric, reported beside evaluate's
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("precision_fmnist_proxy", "precision (Fashion-MNIST proxy)", "proxy", PROXY, True, 0.0, 1.0),
     Metric("recall_fmnist_proxy", "recall (Fashion-MNIST proxy)", "proxy", PROXY, True, 0.0, 1.0),
     Metric("class_accuracy_fmnist_proxy", "class accuracy (Fashion-MNIST proxy)", "proxy", PROXY, True, 0.0, 1.0),
-    Metric("heldout_loss", "held-out flow-matching loss", None, HELDOUT, False, 0.0),
+    Metric(HELDOUT_LOSS, "held-out flow-matching loss", None, HELDOUT, False, 0.0),
 )
 BY_NAME = {m.name: m for m in METRICS}
 EVALUATED = tuple(m.name for m in METRICS if m.flag)  # what `evaluate` can report; an experiment's eval.metrics
