@@ -90,6 +90,8 @@ def test_lookups():
     assert T.higher_is_better("is") and T.higher_is_better("class_accuracy_fmnist_proxy")
     assert not T.higher_is_better("fid") and not T.higher_is_better("heldout_loss")
     assert T.metric_range("precision") == (0.0, 1.0) and T.metric_range("kid") == (None, None)  # KID can be < 0
+    assert T.clip("recall", -0.1, 1.2) == (0.0, 1.0) and T.clip("is", 0.5, 3.0) == (1.0, 3.0)
+    assert T.clip("kid", -0.01, 0.02) == (-0.01, 0.02)
     assert T.canonical(" Precision ") == "prec" and T.canonical("prec") == "prec" and T.canonical("fd") is None
     with pytest.raises(KeyError, match="allowed: fid"):
         T.metric("FID")

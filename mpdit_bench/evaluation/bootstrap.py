@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mpdit_bench.evaluation import metrics as M
-from mpdit_bench.evaluation.metric_table import metric_range
+from mpdit_bench.evaluation.metric_table import clip
 
 LEVEL = 0.95
 SEED = 20240601
@@ -60,11 +60,7 @@ def interval(point: float, replicates: np.ndarray, metric: str, level: float = L
     is >= 0, a fraction in [0, 1]: `metric_table`)."""
     reps = np.asarray(replicates, dtype=np.float64)
     low, high = centred_interval(point, reps[np.isfinite(reps)], level)
-    lo_bound, hi_bound = metric_range(metric)
-    if lo_bound is not None:
-        low, high = max(low, lo_bound), max(high, lo_bound)
-    if hi_bound is not None:
-        low, high = min(low, hi_bound), min(high, hi_bound)
+    low, high = clip(metric, low, high)
     return [float(low), float(high)]
 
 

@@ -10,10 +10,10 @@ import numpy as np
 
 from mpdit_bench.files import file_lock, save_npz_atomic
 from mpdit_bench.evaluation import bootstrap as B
+from mpdit_bench.evaluation import metric_table as T
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.evaluation.features import MOMENT_KEYS, extract, shared_inception
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
-from mpdit_bench.evaluation import metric_table as T
 from mpdit_bench.evaluation.sources import SPEC_HELP, Source, SourceError, open_source
 from mpdit_bench.validation import ConfigError
 

@@ -70,6 +70,16 @@ def metric_range(name: str) -> tuple[Optional[float], Optional[float]]:
     return BY_NAME[name].range if name in BY_NAME else (None, None)
 
 
+def clip(name: str, low: float, high: float) -> tuple[float, float]:
+    """An interval (low, high) of the metric clipped to its range."""
+    floor, ceiling = metric_range(name)
+    if floor is not None:
+        low, high = max(low, floor), max(high, floor)
+    if ceiling is not None:
+        low, high = min(low, ceiling), min(high, ceiling)
+    return low, high
+
+
 def canonical(word: str) -> Optional[str]:
     """A `--metrics` word or alias -> its flag (``precision`` -> ``prec``); None for a word that names none."""
     word = word.strip().lower()

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from mpdit_bench.evaluation.bootstrap import LEVEL, centred_interval
-from mpdit_bench.evaluation.metric_table import higher_is_better, metric_range
+from mpdit_bench.evaluation.metric_table import clip, higher_is_better
 
 REPLICATES, SEED = 4000, 0
 PAIRED_T, BOOTSTRAP = "paired t over seeds", "bootstrap of the difference"
@@ -76,8 +76,7 @@ def summarise(label: str, records: list[dict[str, Any]], metric: str) -> Summary
     values = [metric_value(r, metric) for r in runs.values()]
     if len(values) >= 2:
         mean, low, high = t_interval(values)
-        floor, ceiling = metric_range(metric)  # a distance is >= 0, a fraction in [0, 1]
-        low, high = (low if floor is None else max(low, floor)), (high if ceiling is None else min(high, ceiling))
+        low, high = clip(metric, low, high)  # a distance is >= 0, a fraction in [0, 1]
         return Summary(label, metric, len(values), mean, low, high, f"t over {len(values)} seeds")
     if len(values) == 1:
         ci = ((next(iter(runs.values())).get("intervals") or {}).get(metric)) or (None, None)
