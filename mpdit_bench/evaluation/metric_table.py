@@ -17,6 +17,8 @@ HELDOUT_LOSS = "heldout_loss"  # `evaluation.heldout`'s metric, reported beside 
 
 @dataclass(frozen=True)
 class Metric:
+    """One metric: its key, how it reads, what computes it, which way is better and its range."""
+
     name: str                    # result / record key
     label: str                   # for axes and legends
     flag: Optional[str]          # the `evaluate --metrics` word that computes it; None: not computed by evaluate
@@ -50,7 +52,7 @@ BY_NAME = {m.name: m for m in METRICS}
 EVALUATED = tuple(m.name for m in METRICS if m.flag)  # what `evaluate` can report; an experiment's eval.metrics
 
 FLAGS = tuple(dict.fromkeys(m.flag for m in METRICS if m.flag))  # fid, sfid, is, prec, recall, kid, proxy
-FLAG_ALIASES = {"precision": "prec"}
+FLAG_ALIASES = {"precision": "prec"}  # other words `--metrics` accepts for a flag
 INCEPTION_FLAGS = tuple(dict.fromkeys(m.flag for m in METRICS if m.features == INCEPTION))
 DEFAULT_FLAGS = INCEPTION_FLAGS
 
