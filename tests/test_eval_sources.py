@@ -5,6 +5,7 @@ import pytest
 
 from mpdit_bench.evaluation import SourceError, evaluate, open_source, write_npz
 from mpdit_bench.evaluation.evaluate import parse_metrics, reference_features
+from mpdit_bench.validation import ConfigError
 
 
 def images(n=5, h=8, w=6, c=3, seed=0):
@@ -59,8 +60,15 @@ def test_bad_inputs_name_the_file_and_key(tmp_path):
         open_source("fashion-mnist:val")
     with pytest.raises(SourceError, match="positive integer"):
         open_source("fashion-mnist:test:abc")
-    with pytest.raises(SourceError, match="unknown; allowed: fid"):
+
+
+def test_metrics_flags_resolve_aliases_and_refuse_unknown_words():
+    assert parse_metrics("fid, precision,PREC,proxy") == ("fid", "prec", "proxy")
+    assert parse_metrics(["recall", "precision"]) == ("recall", "prec")
+    with pytest.raises(ConfigError, match=r"'--metrics' = 'fdd'.*allowed: fid, sfid, is, prec, recall, kid, proxy"):
         parse_metrics("fid,fdd")
+    with pytest.raises(ConfigError, match="'--metrics'"):
+        parse_metrics(" , ")
 
 
 def test_reference_batch_with_statistics(tmp_path):
@@ -157,8 +165,12 @@ def test_workers_that_need_one_reference_at_once_extract_it_once(tmp_path, monke
 
 def test_evaluate_checks_inputs_before_compute(tmp_path):
     write_npz(tmp_path / "s.npz", images())
-    with pytest.raises(SourceError, match="--ref is required"):
+    with pytest.raises(ConfigError, match="'--ref' = None.*fid need a reference"):
         evaluate(tmp_path / "s.npz", None, metrics="fid", progress=False)
+    for flag, kwargs in (("--batch-size", {"batch_size": 0}), ("--bootstrap", {"bootstrap": 1}),
+                         ("fd_method", {"fd_method": "svd"})):  # flags, not sources: a configuration error
+        with pytest.raises(ConfigError, match=f"'{flag}'.*allowed"):
+            evaluate(tmp_path / "s.npz", tmp_path / "s.npz", metrics="fid", progress=False, **kwargs)
     np.savez(tmp_path / "stats.npz", mu=np.zeros(2048), sigma=np.eye(2048))
     with pytest.raises(SourceError, match="SAMPLES must hold images"):
         evaluate(tmp_path / "stats.npz", tmp_path / "s.npz", metrics="fid", progress=False)

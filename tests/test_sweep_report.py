@@ -8,9 +8,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 from sweep_fakes import FakeStages  # noqa: E402
 
-from mpdit_bench.reports.plots import pareto_front  # noqa: E402
+from mpdit_bench.reports.plots import indistinguishable, pareto_front, pareto_plot  # noqa: E402
 from mpdit_bench.reports.report import write_reports  # noqa: E402
 from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS  # noqa: E402
+from mpdit_bench.reports.verdicts import Summary  # noqa: E402
 from mpdit_bench.sweeps.experiment import load_experiment  # noqa: E402
 from mpdit_bench.sweeps.records import load_records  # noqa: E402
 from mpdit_bench.sweeps.runner import run_sweep  # noqa: E402
@@ -74,9 +75,47 @@ def test_report_from_records(tmp_path):
     assert "1 configuration(s) have no fd_fmnist_proxy value" in md
 
 
-def test_pareto_front():
-    pts = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0)]
-    assert pareto_front(pts) == [(1.0, 5.0), (2.0, 3.0), (4.0, 1.0)]
+POINTS = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0), (2.0, 6.0)]  # (GFLOPs, metric)
+
+
+def test_pareto_front_of_a_lower_is_better_metric():
+    assert pareto_front(POINTS, "fid") == [(1.0, 5.0), (2.0, 3.0), (4.0, 1.0)]
+
+
+def test_pareto_front_of_a_higher_is_better_metric():
+    assert pareto_front(POINTS, "is") == [(1.0, 5.0), (2.0, 6.0)]  # at 2 GFLOPs the higher of 3 and 6
+    assert pareto_front(POINTS, "precision") == pareto_front(POINTS, "class_accuracy_fmnist_proxy")
+
+
+def _points(values: dict[str, tuple[float, float, float, float]], metric: str) -> list[dict]:
+    """label -> (GFLOPs, mean, low, high) as `pareto_plot` takes them."""
+    return [{"label": label, "smoke": False, "gflops": g, "summary": Summary(label, metric, 2, mean, low, high, "t")}
+            for label, (g, mean, low, high) in values.items()]
+
+
+def test_the_plot_draws_the_front_the_metric_direction_asks_for(tmp_path, monkeypatch):
+    """A higher-is-better primary metric: the dashed front joins the highest means, and a point off it whose
+    interval reaches the front's from below is hollow (indistinguishable), one far below it is not."""
+    from matplotlib.axes import Axes
+
+    values = {"cheap": (1.0, 0.60, 0.55, 0.65), "best": (2.0, 0.90, 0.85, 0.95),
+              "close": (3.0, 0.84, 0.80, 0.88), "poor": (4.0, 0.30, 0.25, 0.35)}
+    drawn, real_plot = [], Axes.plot
+
+    def plot(ax, *args, **kwargs):  # pareto_plot draws only the front as a line
+        drawn.append((list(args[0]), list(args[1])))
+        return real_plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", plot)
+    pareto_plot(_points(values, "precision"), "precision", tmp_path / "p.png", "precision")
+    assert drawn == [([1.0, 2.0], [0.60, 0.90])]
+    assert indistinguishable(_points(values, "precision"), "precision") == {"close"}
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+    drawn.clear()  # the same numbers read as a distance: the front is the cheap point alone, then the poor one
+    pareto_plot(_points(values, "fid"), "fid", tmp_path / "f.png", "fid")
+    assert drawn == [([1.0, 4.0], [0.60, 0.30])]
+    assert indistinguishable(_points(values, "fid"), "fid") == set()
 
 
 def test_cli_dry_run_and_report(tmp_path):

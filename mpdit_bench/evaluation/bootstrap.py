@@ -21,13 +21,10 @@ import torch
 
 from mpdit_bench.engine.torch_settings import torch_settings
 from mpdit_bench.evaluation import metrics as M
+from mpdit_bench.evaluation.metric_table import clip
 
 LEVEL = 0.95
 SEED = 20240601
-# Metrics bounded below by 0 (distances) or inside [0, 1] (fractions): intervals are clipped to the range.
-RANGES = {"fid": (0.0, None), "sfid": (0.0, None), "fd_fmnist_proxy": (0.0, None), "is": (1.0, None),
-          "precision": (0.0, 1.0), "recall": (0.0, 1.0), "precision_fmnist_proxy": (0.0, 1.0),
-          "recall_fmnist_proxy": (0.0, 1.0), "class_accuracy_fmnist_proxy": (0.0, 1.0)}
 MEMBERS = 32  # balls kept per point for precision / recall; all 32 dropped by a resample: p = e^-32
 
 
@@ -59,14 +56,11 @@ def centred_interval(point: float, replicates: np.ndarray, level: float = LEVEL)
 
 
 def interval(point: float, replicates: np.ndarray, metric: str, level: float = LEVEL) -> list[float]:
-    """[low, high]: `centred_interval` of the finite replicates, clipped to the metric's range."""
+    """[low, high]: `centred_interval` of the finite replicates, clipped to the metric's range (a distance
+    is >= 0, a fraction in [0, 1]: `metric_table`)."""
     reps = np.asarray(replicates, dtype=np.float64)
     low, high = centred_interval(point, reps[np.isfinite(reps)], level)
-    lo_bound, hi_bound = RANGES.get(metric, (None, None))
-    if lo_bound is not None:
-        low, high = max(low, lo_bound), max(high, lo_bound)
-    if hi_bound is not None:
-        low, high = min(low, hi_bound), min(high, hi_bound)
+    low, high = clip(metric, low, high)
     return [float(low), float(high)]
 
 

@@ -10,27 +10,27 @@ import numpy as np
 
 from mpdit_bench.files import file_lock, save_npz_atomic
 from mpdit_bench.evaluation import bootstrap as B
+from mpdit_bench.evaluation import metric_table as T
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.evaluation.features import MOMENT_KEYS, extract, shared_inception
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
-from mpdit_bench.evaluation.sources import Source, SourceError, open_source
+from mpdit_bench.evaluation.sources import SPEC_HELP, Source, SourceError, open_source
+from mpdit_bench.validation import ConfigError
 
-METRICS = ("fid", "sfid", "is", "prec", "recall", "kid", "proxy")
-DEFAULT_METRICS = ("fid", "sfid", "is", "prec", "recall", "kid")
-INCEPTION_METRICS = ("fid", "sfid", "is", "prec", "recall", "kid")
-RESULT_KEYS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
-               "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
+METRICS, DEFAULT_METRICS, INCEPTION_METRICS = T.FLAGS, T.DEFAULT_FLAGS, T.INCEPTION_FLAGS  # `--metrics` words
+RESULT_KEYS = T.EVALUATED
 POOL3_DIM, SPATIAL_DIM = 2048, 2023
 FD_METHODS = ("auto", "sqrtm", "eigh")
 
 
 def parse_metrics(metrics: str | Iterable[str]) -> tuple[str, ...]:
-    names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
-    names = ["prec" if m == "precision" else m for m in names]
-    bad = [m for m in names if m not in METRICS]
-    if bad or not names:
-        raise SourceError(f"--metrics {','.join(bad) or '(empty)'}: unknown; allowed: {', '.join(METRICS)}")
-    return tuple(dict.fromkeys(names))
+    """A `--metrics` list (comma string or words) -> its flags with aliases resolved, in order, each once."""
+    words = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    flags = [T.canonical(m) for m in words]
+    bad = [w for w, f in zip(words, flags) if f is None]
+    if bad or not words:
+        raise ConfigError("--metrics", ",".join(bad) if bad else metrics, ", ".join(METRICS))
+    return tuple(dict.fromkeys(flags))
 
 
 # --- reference features, cached by content hash --------------------------------------------------------------
@@ -216,21 +216,21 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     start = time.time()
     wanted = parse_metrics(metrics)
     if batch_size < 1:
-        raise SourceError(f"--batch-size {batch_size}: must be a positive integer")
+        raise ConfigError("--batch-size", batch_size, "a positive integer")
     sample_src = open_source(samples)
     if sample_src.num == 0:
         raise SourceError(f"{sample_src.name}: SAMPLES must hold images (arr_0), not only statistics")
     ref_src = open_source(ref) if ref is not None else None
     if ref_src is None and set(wanted) - {"is"}:
-        raise SourceError(f"--ref is required for {', '.join(m for m in wanted if m != 'is')}")
+        raise ConfigError("--ref", None, f"{SPEC_HELP}; {', '.join(m for m in wanted if m != 'is')} need a reference")
     if "proxy" in wanted and sample_src.labels is not None and sample_src.labels.max(initial=0) >= 10:
         raise SourceError(f"{sample_src.name}: key arr_1 has labels up to {sample_src.labels.max()}; the "
                           "Fashion-MNIST proxy allows 0..9")
     if fd_method not in FD_METHODS:
-        raise SourceError(f"fd_method {fd_method!r} is unknown; allowed: auto (sqrtm, or the exact low-rank form "
-                          "below 2048 rows), sqrtm (ADM), eigh")
+        raise ConfigError("fd_method", fd_method, "auto (sqrtm, or the exact low-rank form below 2048 rows), "
+                          "sqrtm (ADM), eigh")
     if not isinstance(bootstrap, int) or isinstance(bootstrap, bool) or bootstrap < 0 or bootstrap == 1:
-        raise SourceError(f"--bootstrap {bootstrap}: must be 0 (no intervals) or a number of replicates >= 2")
+        raise ConfigError("--bootstrap", bootstrap, "0 (no intervals) or a number of replicates >= 2")
     too_few = [s for s in (sample_src, ref_src) if s is not None and 0 < s.num <= k]
     if {"prec", "recall"} & set(wanted) and too_few:
         raise SourceError(f"{too_few[0].name}: {too_few[0].num} images; precision/recall with k={k} needs more than {k}")

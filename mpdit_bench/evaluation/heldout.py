@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mpdit_bench.evaluation import bootstrap as B
+from mpdit_bench.evaluation.metric_table import HELDOUT_LOSS
 
 IMAGES, TIMES, GRID_SEED = 64, 8, 0
 BATCH = 64
@@ -60,14 +61,14 @@ def heldout_loss(ckpt: str | Path, bootstrap: int = 1000, images: int = IMAGES, 
     state = checkpoint.load(ckpt)
     data = (state.get("data_info") or {}).get("name")
     if data not in (None, "fashion-mnist"):
-        return {"heldout_loss": None, "heldout_note": f"needs Fashion-MNIST test images; this run trained on {data}"}
+        return {HELDOUT_LOSS: None, "heldout_note": f"needs Fashion-MNIST test images; this run trained on {data}"}
     model, cfg = load_sampling_model(state, use_ema=True, device=torch.device("cpu"))
     losses = per_image_losses(model, cfg.in_channels, images, times)
-    out: dict[str, Any] = {"heldout_loss": float(losses.mean()),
+    out: dict[str, Any] = {HELDOUT_LOSS: float(losses.mean()),
                            "heldout_grid": {"images": images, "times": times, "seed": GRID_SEED,
                                             "weights": "ema" if "ema" in state else "model"}}
     if bootstrap:
         draws = B.Draws.make(bootstrap, images, None)
-        B.add_intervals(out, {"heldout_loss": B.mean_replicates(losses, draws.samples)}, bootstrap)
+        B.add_intervals(out, {HELDOUT_LOSS: B.mean_replicates(losses, draws.samples)}, bootstrap)
     out["heldout_s"] = round(time.time() - start, 2)
     return out

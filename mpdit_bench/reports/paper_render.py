@@ -114,6 +114,3 @@ def _footnotes(table: dict[str, Any], marks_used: set[str]) -> list[str]:
         notes.append("Rows with empty ours cells are methods the suite does not build, shown as published.")
     return notes
 
-
-def tables_markdown(tables: list[dict[str, Any]]) -> str:
-    return "\n".join(table_markdown(t) for t in tables)

@@ -11,20 +11,24 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def _value(rec: dict[str, Any], metric: str) -> float | None:
-    v = (rec.get("metrics") or {}).get(metric)
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+from mpdit_bench.evaluation import metric_table as T  # noqa: E402
+from mpdit_bench.reports.verdicts import metric_value  # noqa: E402
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points not dominated when both coordinates are minimised, sorted by the first."""
+def pareto_front(points: list[tuple[float, float]], metric: str) -> list[tuple[float, float]]:
+    """The (cost, value) points that no other point beats: none has at most their cost and a better value
+    (lower, or higher where ``metric`` is higher-is-better), sorted by cost."""
+    sign = -1.0 if T.higher_is_better(metric) else 1.0  # minimise sign * value
     front, best = [], math.inf
-    for x, y in sorted(points):
-        if y < best:
+    for x, y in sorted(points, key=lambda p: (p[0], sign * p[1])):  # at equal cost the better value first
+        if sign * y < best:
             front.append((x, y))
-            best = y
+            best = sign * y
     return front
+
+
+def _direction(metric: str) -> str:
+    return "higher is better" if T.higher_is_better(metric) else "lower is better"
 
 
 def _styles(labels: list[str]) -> dict[str, dict[str, Any]]:
@@ -40,20 +44,22 @@ def _legend_outside(ax) -> None:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
 
 
-def indistinguishable(points: list[dict[str, Any]]) -> set[str]:
-    """Labels off the front of the means whose interval overlaps the interval of a front point with no more
-    GFLOPs: the data cannot tell them from the front (lower is better)."""
+def _reaches(p, f, higher: bool) -> bool:
+    """Whether the interval of ``p`` reaches that of ``f`` on the side where ``p`` would be better."""
+    if higher:
+        return p.high is not None and f.low is not None and p.high >= f.low
+    return p.low is not None and f.high is not None and p.low <= f.high
+
+
+def indistinguishable(points: list[dict[str, Any]], metric: str) -> set[str]:
+    """Labels off the front of the means whose interval reaches the interval of a front point with no more
+    GFLOPs on the better side: the data cannot tell them from the front."""
     have = [p for p in points if p["summary"].mean is not None and p["gflops"] is not None]
-    front = {(x, y) for x, y in pareto_front([(p["gflops"], p["summary"].mean) for p in have])}
+    front = set(pareto_front([(p["gflops"], p["summary"].mean) for p in have], metric))
     on = [p for p in have if (p["gflops"], p["summary"].mean) in front]
-    out = set()
-    for p in have:
-        if (p["gflops"], p["summary"].mean) in front or p["summary"].low is None:
-            continue
-        if any(f["gflops"] <= p["gflops"] and f["summary"].high is not None
-               and p["summary"].low <= f["summary"].high for f in on):
-            out.add(p["label"])
-    return out
+    higher = T.higher_is_better(metric)
+    return {p["label"] for p in have if (p["gflops"], p["summary"].mean) not in front
+            and any(f["gflops"] <= p["gflops"] and _reaches(p["summary"], f["summary"], higher) for f in on)}
 
 
 def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str) -> int:
@@ -61,7 +67,7 @@ def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str
     hollow markers for points not distinguishable from it; returns how many configurations had no value."""
     have = [p for p in points if p["summary"].mean is not None and p["gflops"] is not None]
     style = _styles([p["label"] for p in have])
-    hollow = indistinguishable(have)
+    hollow = indistinguishable(have, metric)
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for p in have:
         s = p["summary"]
@@ -70,12 +76,12 @@ def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str
         name = p["label"] + (" (smoke)" if p["smoke"] else "") + (" ~front" if p["label"] in hollow else "")
         ax.errorbar(p["gflops"], s.mean, yerr=yerr, fmt=st["marker"], color=st["color"], capsize=3, ms=6,
                     mfc="none" if p["label"] in hollow else st["color"], label=f"{name} (n={s.n})")
-    front = pareto_front([(p["gflops"], p["summary"].mean) for p in have])
+    front = pareto_front([(p["gflops"], p["summary"].mean) for p in have], metric)
     if len(front) > 1:
-        ax.plot(*zip(*front), "k--", lw=1, label="Pareto front of the means (lower is better)")
+        ax.plot(*zip(*front), "k--", lw=1, label=f"Pareto front of the means ({_direction(metric)})")
     _legend_outside(ax)
     ax.set_xlabel("GFLOPs per image, true count (fvcore convention)")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(f"{T.metric(metric).label} ({_direction(metric)})")
     missing = len(points) - len(have)
     ax.set_title(title + (f"\n({missing} configuration(s) without {metric} not plotted)" if missing else ""),
                  fontsize=9)
@@ -100,7 +106,7 @@ def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: s
         colour = style[rec["label"]]["color"]
         if xs:
             left.plot(xs, ys, lw=1, color=colour)
-        y = _value(rec, metric)
+        y = metric_value(rec, metric)
         if y is not None and rec.get("images_seen"):
             ci = (rec.get("intervals") or {}).get(metric)
             st = style[rec["label"]]
@@ -110,7 +116,7 @@ def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: s
     left.set_xlabel("training compute (PFLOP, multiply-adds)")
     left.set_ylabel("training loss")
     right.set_xlabel("training compute (PFLOP, multiply-adds)")
-    right.set_ylabel(metric)
+    right.set_ylabel(T.metric(metric).label)
     _legend_outside(right)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()

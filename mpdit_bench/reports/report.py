@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench import paper as published
+from mpdit_bench.evaluation.metric_table import HELDOUT_LOSS
 from mpdit_bench.reports import verdicts as V
 from mpdit_bench.reports.paper_render import table_markdown
 from mpdit_bench.reports.paper_tables import build_table
@@ -138,7 +139,7 @@ def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_d
     points = [{"label": label, "smoke": spec.smoke, "gflops": next((r["gflops"] for r in recs if r.get("gflops")), None),
                "summary": V.summarise(label, recs, primary)} for label, (spec, recs) in configs.items() if recs]
     if records and exp:
-        md.append(_verdict_section(exp, configs, [primary, "heldout_loss", *[m for m in metrics if m != primary]]))
+        md.append(_verdict_section(exp, configs, [primary, HELDOUT_LOSS, *[m for m in metrics if m != primary]]))
     files = []
     if records and primary:
         pareto = out_dir / f"{stem}_pareto.png"

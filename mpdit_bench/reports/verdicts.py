@@ -24,10 +24,9 @@ from typing import Any, Optional
 import numpy as np
 from scipy import stats
 
-from mpdit_bench.evaluation.bootstrap import LEVEL, RANGES, centred_interval
+from mpdit_bench.evaluation.bootstrap import LEVEL, centred_interval
+from mpdit_bench.evaluation.metric_table import clip, higher_is_better
 
-HIGHER_IS_BETTER = frozenset({"is", "precision", "recall", "precision_fmnist_proxy", "recall_fmnist_proxy",
-                              "class_accuracy_fmnist_proxy"})
 REPLICATES, SEED = 4000, 0
 PAIRED_T, BOOTSTRAP = "paired t over seeds", "bootstrap of the difference"
 
@@ -54,14 +53,15 @@ class Verdict:
     verdict: str
 
 
-def _value(rec: dict[str, Any], metric: str) -> Optional[float]:
+def metric_value(rec: dict[str, Any], metric: str) -> Optional[float]:
+    """A record's value of ``metric``; None where it was not computed (null or NaN), never 0."""
     v = (rec.get("metrics") or {}).get(metric)
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
 def by_seed(records: list[dict[str, Any]], metric: str) -> dict[int, dict[str, Any]]:
     """The records that have ``metric``, keyed by training seed."""
-    return {int(r.get("seed") or 0): r for r in records if _value(r, metric) is not None}
+    return {int(r.get("seed") or 0): r for r in records if metric_value(r, metric) is not None}
 
 
 def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float, float]:
@@ -73,11 +73,10 @@ def t_interval(values: list[float], level: float = LEVEL) -> tuple[float, float,
 
 def summarise(label: str, records: list[dict[str, Any]], metric: str) -> Summary:
     runs = by_seed(records, metric)
-    values = [_value(r, metric) for r in runs.values()]
+    values = [metric_value(r, metric) for r in runs.values()]
     if len(values) >= 2:
         mean, low, high = t_interval(values)
-        floor, ceiling = RANGES.get(metric, (None, None))  # a distance is >= 0, a fraction in [0, 1]
-        low, high = (low if floor is None else max(low, floor)), (high if ceiling is None else min(high, ceiling))
+        low, high = clip(metric, low, high)  # a distance is >= 0, a fraction in [0, 1]
         return Summary(label, metric, len(values), mean, low, high, f"t over {len(values)} seeds")
     if len(values) == 1:
         ci = ((next(iter(runs.values())).get("intervals") or {}).get(metric)) or (None, None)
@@ -88,13 +87,13 @@ def summarise(label: str, records: list[dict[str, Any]], metric: str) -> Summary
 
 def _decide(metric: str, diff: float, low: float, high: float) -> str:
     if low > 0 or high < 0:
-        return "better" if (diff > 0) == (metric in HIGHER_IS_BETTER) else "worse"
+        return "better" if (diff > 0) == higher_is_better(metric) else "worse"
     return "no detectable difference"
 
 
 def _replicates(rec: dict[str, Any], metric: str) -> np.ndarray:
     reps = (rec.get("bootstrap_replicates") or {}).get(metric)
-    return np.asarray(reps if reps else [_value(rec, metric)], np.float64)
+    return np.asarray(reps if reps else [metric_value(rec, metric)], np.float64)
 
 
 def compare(label: str, records: list[dict[str, Any]], reference: list[dict[str, Any]], metric: str,
@@ -105,11 +104,12 @@ def compare(label: str, records: list[dict[str, Any]], reference: list[dict[str,
         return Verdict(label, metric, None, None, None, "no value", "—")
     common = sorted(set(mine) & set(ref))
     if len(common) >= 2:
-        d = [_value(mine[s], metric) - _value(ref[s], metric) for s in common]
+        d = [metric_value(mine[s], metric) - metric_value(ref[s], metric) for s in common]
         diff, low, high = t_interval(d)
         return Verdict(label, metric, diff, low, high, f"{PAIRED_T} (n={len(common)})",
                        _decide(metric, diff, low, high))
-    diff = (np.mean([_value(r, metric) for r in mine.values()]) - np.mean([_value(r, metric) for r in ref.values()]))
+    diff = (np.mean([metric_value(r, metric) for r in mine.values()])
+            - np.mean([metric_value(r, metric) for r in ref.values()]))
     a, b = [_replicates(r, metric) for r in mine.values()], [_replicates(r, metric) for r in ref.values()]
     if len(a) == len(b) == 1 and len(a[0]) == len(b[0]) > 1:  # one run each, same draws: paired by index
         spread = a[0] - b[0]

@@ -31,6 +31,7 @@ from typing import Any
 
 from mpdit_bench import paper as published
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
+from mpdit_bench.evaluation.metric_table import EVALUATED
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.validation import Key, check_section, is_int
 from mpdit_bench.validation import require as _need
@@ -40,8 +41,7 @@ TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "bud
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm", "seeds", "workers")
 VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "data", "train", "sample", "eval",
                  "group", "paper_row", "seeds")
-METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
-           "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
+METRICS = EVALUATED  # the result keys `evaluate` reports (`evaluation.metric_table`)
 CPU_GEOMETRY = {"in_channels": 1, "num_classes": 10, "input_size": 32}  # Fashion-MNIST padded to 32x32
 SWEEP_SAMPLE_KEYS = ("num", "device")  # the sample stage's own flags, not sampling defaults of the run
 EVAL_KEYS: dict[str, Key] = {

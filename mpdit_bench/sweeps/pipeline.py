@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from mpdit_bench.config import ModelConfig
+from mpdit_bench.evaluation.metric_table import flags_for
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.sweeps.experiment import RunSpec
 
@@ -88,8 +89,7 @@ def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY)
 def cli_metrics(names: list[str]) -> str:
     """Result keys (the contract's JSON keys) to `evaluate --metrics` names: precision -> prec, and one
     ``proxy`` for all the Fashion-MNIST proxy metrics."""
-    cli = ["proxy" if n.endswith("_fmnist_proxy") else "prec" if n == "precision" else n for n in names]
-    return ",".join(dict.fromkeys(cli))
+    return ",".join(flags_for(names))
 
 
 def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
