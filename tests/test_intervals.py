@@ -94,12 +94,15 @@ def test_identical_sets_are_no_different_and_a_noised_set_is_worse(tmp_path, mon
                    "class_accuracy_fmnist_proxy"):
         low, high = out[f"{metric}_ci95"]
         assert low <= out[metric] <= high and high > low, metric
-    same = V.compare("b", [record(runs["b"])], [record(runs["a"])], "fd_fmnist_proxy")
-    assert same.verdict == "no detectable difference"
-    worse = V.compare("noised", [record(runs["noised"])], [record(runs["a"])], "fd_fmnist_proxy")
-    assert worse.verdict == "worse" and worse.low > 0
+    # one run each: no verdict unless asked for a comparison of the evaluation noise alone, named so
     assert V.compare("noised", [record(runs["noised"])], [record(runs["a"])],
-                     "class_accuracy_fmnist_proxy").verdict == "worse"  # higher is better: the sign flips
+                     "fd_fmnist_proxy").verdict == V.NOT_COMPARED
+    same = V.compare("b", [record(runs["b"])], [record(runs["a"])], "fd_fmnist_proxy", noise_only=True)
+    assert same.verdict == "no detectable difference (evaluation noise only)"
+    worse = V.compare("noised", [record(runs["noised"])], [record(runs["a"])], "fd_fmnist_proxy", noise_only=True)
+    assert worse.verdict == "worse (evaluation noise only)" and worse.low > 0 and V.NOISE_ONLY in worse.test
+    assert V.compare("noised", [record(runs["noised"])], [record(runs["a"])], "class_accuracy_fmnist_proxy",
+                     noise_only=True).verdict.startswith("worse")  # higher is better: the sign flips
 
 
 def seeded(values: list[float], metric: str = "fid") -> list[dict]:
@@ -119,3 +122,42 @@ def test_summary_is_a_t_interval_over_seeds_clipped_to_the_range():
     s = V.summarise("x", seeded([1.0, 2.0, 3.0], "kid"), "kid")  # KID's unbiased estimate may be < 0
     assert s.n == 3 and s.mean == 2.0 and s.low == pytest.approx(2 - 4.302653 / np.sqrt(3)) and "t over 3" in s.method
     assert V.summarise("x", seeded([1.0, 2.0, 3.0]), "fid").low == 0.0  # a distance is not negative
+
+
+def test_two_single_seed_runs_get_no_verdict_however_different_their_metrics():
+    for gap in (0.01, 50.0, 5000.0):
+        mine = [{"seed": 1, "metrics": {"fid": 10.0 + gap}, "intervals": {"fid": [9.9 + gap, 10.1 + gap]},
+                 "bootstrap_replicates": {"fid": list(np.linspace(9.9, 10.1, 50) + gap)}}]
+        ref = [{"seed": 0, "metrics": {"fid": 10.0}, "intervals": {"fid": [9.9, 10.1]},
+                "bootstrap_replicates": {"fid": list(np.linspace(9.9, 10.1, 50))}}]
+        verdict = V.compare("same config, other seed", mine, ref, "fid")
+        assert verdict.verdict == V.NOT_COMPARED and verdict.low is None and verdict.p is None
+    three_vs_one = V.compare("x", seeded([10.0, 11.0, 12.0]), seeded([50.0]), "fid")
+    assert three_vs_one.verdict == V.NOT_COMPARED  # one side's seed-to-seed spread is unknown
+
+
+def test_a_paired_verdict_carries_its_power_and_the_seeds_for_a_stated_effect():
+    from mpdit_bench.reports.power import detectable_difference, seeds_needed
+
+    ref, mine = seeded([10.0, 12.0, 11.0]), seeded([10.3, 11.6, 11.5])
+    d = [0.3, -0.4, 0.5]
+    v = V.compare("x", mine, ref, "fid", effect=-2.0)
+    assert v.verdict == "no detectable difference" and v.p > 0.05
+    assert v.detectable == pytest.approx(detectable_difference(np.std(d, ddof=1), 3))
+    assert v.seeds_for_effect == seeds_needed(-2.0, np.std(d, ddof=1))
+    eq = V.compare("x", mine, ref, "fid", margin=5.0)
+    assert eq.verdict == "equivalent within ±5" and eq.equivalence.equivalent
+    assert V.compare("x", mine, ref, "fid", margin=0.1).verdict.startswith("not shown equivalent")
+
+
+def test_holm_adjusts_secondary_metrics_only():
+    ref = seeded([10.0, 12.0, 11.0])
+    primary = V.compare("x", seeded([10.5, 12.6, 11.4]), ref, "fid")  # p about 0.01: worse
+    secondary = [V.compare("x", seeded([10.5, 12.6, 11.4], m), seeded([10.0, 12.0, 11.0], m), m)
+                 for m in ("sfid", "fd_fmnist_proxy", "kid", "kid_fmnist_proxy")]
+    assert primary.verdict == "worse" and all(v.verdict == "worse" for v in secondary)
+    V.holm([primary, *secondary], primary="fid")
+    assert primary.verdict == "worse" and primary.p_holm is None
+    # four equal p-values of 0.013: Holm multiplies the smallest by 4 (0.052), the rest stay at that maximum
+    assert all(v.p_holm == pytest.approx(4 * primary.p) for v in secondary) and 4 * primary.p > 0.05
+    assert all(v.verdict == "no detectable difference (after Holm)" for v in secondary)
