@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.components import flops
 
 _EXPLICIT_ATTENTION = False
 
