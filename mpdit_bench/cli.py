@@ -162,6 +162,7 @@ def _print_schedule_counts(result: dict) -> None:
 @app.command()
 def components() -> None:
     """List the registered components of every kind."""
+    import mpdit_bench.components  # noqa: F401 (importing the components registers them)
     from mpdit_bench import registry
 
     for kind in registry.kinds():
@@ -391,7 +392,7 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
     import os
     from pathlib import Path
 
-    from mpdit_bench.engine.checkpoint import CheckpointError
+    from mpdit_bench.checkpoint import CheckpointError
     from mpdit_bench.engine.train import TrainingDiverged, load_run_config
     from mpdit_bench.engine.train import train as run_training
 
@@ -427,7 +428,7 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
     """Sample a checkpoint into ADM's .npz layout and a PNG grid; works under torchrun."""
     import os
 
-    from mpdit_bench.engine.checkpoint import CheckpointError
+    from mpdit_bench.checkpoint import CheckpointError
     from mpdit_bench.engine.sampling import sample_checkpoint
 
     try:
@@ -498,7 +499,7 @@ def extract_latents(images: str = typer.Option(..., "--images", help="Folder of 
     import os
 
     from mpdit_bench.data.latents import LatentStoreError
-    from mpdit_bench.data.latents import extract_latents as run_extraction
+    from mpdit_bench.engine.extract import extract_latents as run_extraction
 
     if resolution not in (256, 512):
         console.print(f"[yellow]note:[/] resolution {resolution}: the paper uses 256 or 512")

@@ -161,6 +161,10 @@ def _check_agreement(base: ModelConfig, overrides: Mapping[str, Any], source: st
 
 
 def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
+    # the components fill the registry; they import torch, so they load when a config is first checked,
+    # not when the command line starts
+    from mpdit_bench import components  # noqa: F401
+
     def fail(key: str, allowed: str, value: Any = None) -> None:
         raise ConfigError(key, getattr(cfg, key) if value is None else value, allowed, source)
 

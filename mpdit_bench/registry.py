@@ -1,18 +1,16 @@
 """A timm-style registry of swappable components.
 
 Each component kind (``upsample``, ``time_embedder``, ``class_embedder``, ``modulation`` ...) maps names
-to classes. A component registers itself with ``@register(kind, name)``; every module placed in
-``mpdit_bench/components/`` is imported on first use, so adding a component means writing one module.
+to classes. A component registers itself with ``@register(kind, name)`` when its module is imported;
+importing ``mpdit_bench.components`` imports every component module, so the lookups below see them all.
+This module imports nothing of the suite: components sit above it.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, Callable
 
 _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = {}
-_discovered = False
 
 
 class RegistryError(ValueError):
@@ -33,27 +31,15 @@ def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..
     return add
 
 
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    from mpdit_bench import components
-
-    for info in pkgutil.iter_modules(components.__path__):
-        importlib.import_module(f"{components.__name__}.{info.name}")
-
-
 def kinds() -> list[str]:
-    _discover()
     return sorted(_REGISTRY)
 
 
 def names(kind: str) -> list[str]:
     """Registered names of one kind, sorted."""
-    _discover()
     if kind not in _REGISTRY:
-        raise RegistryError(f"unknown component kind {kind!r}; known kinds: {', '.join(kinds())}")
+        hint = "" if _REGISTRY else " (none yet: importing mpdit_bench.components registers the suite's)"
+        raise RegistryError(f"unknown component kind {kind!r}; known kinds: {', '.join(kinds())}{hint}")
     return sorted(_REGISTRY[kind])
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mpdit_bench.engine import checkpoint
-from mpdit_bench.engine.checkpoint import CheckpointError
+from mpdit_bench import checkpoint
+from mpdit_bench.checkpoint import CheckpointError
 
 
 def _ckpt(value=1.0):

@@ -5,13 +5,14 @@ import itertools
 import pytest
 import torch
 
-from mpdit_bench import registry
+from mpdit_bench import components, registry  # noqa: F401 (components fill the registry)
 from mpdit_bench.counting import (build_for_counting, conv_transpose_output_extra, count, example_inputs,
                                   fvcore_flops, paper_convention_flops)
-from mpdit_bench.models import build_model, get_preset, list_models, model_config
+from mpdit_bench.models import build_model, list_models, model_config
 from mpdit_bench.models.blocks import explicit_attention
 from mpdit_bench.counting import count_model, preset_rows
 from mpdit_bench.counting import analytic_counts
+from mpdit_bench.paper.figures import paper_figures
 
 
 def meta_params(name: str) -> int:
@@ -22,7 +23,7 @@ def meta_params(name: str) -> int:
 @pytest.mark.parametrize("name", ["DiT-B/2", "DiT-B/2+shared", "DiT-B/2+shared+tokens",
                                   "DiT-B/2+shared+tokens+fno", "MPDiT-B", "DiT-XL/2", "MPDiT-XL"])
 def test_published_parameter_counts_within_one_percent(name):
-    paper = get_preset(name).paper
+    paper = paper_figures(name)
     assert abs(meta_params(name) / 1e6 - paper.params_m) / paper.params_m < 0.01
 
 

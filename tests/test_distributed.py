@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from _tiny import tiny_run
-from mpdit_bench.engine import checkpoint, distributed
+from mpdit_bench import checkpoint
+from mpdit_bench.engine import distributed
 from mpdit_bench.engine.sampling import sample_checkpoint
 from mpdit_bench.engine.train import train
 from mpdit_bench.sweeps.pipeline import free_port

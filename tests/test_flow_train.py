@@ -6,7 +6,8 @@ import torch
 import yaml
 
 from _tiny import tiny_run
-from mpdit_bench.engine import checkpoint, flow
+from mpdit_bench import checkpoint
+from mpdit_bench.engine import flow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import create_model
 from mpdit_bench.engine.train import (TrainingDiverged, ema_decay_at, load_run_config, resolve_model_config, train,

@@ -7,6 +7,7 @@ from PIL import Image
 
 from _tiny import tiny_run
 from mpdit_bench.data import latents
+from mpdit_bench.engine.extract import extract_latents
 from mpdit_bench.engine.sampling import sample_checkpoint
 from mpdit_bench.engine.train import train
 
@@ -49,8 +50,8 @@ def test_adm_center_crop():
 
 
 def test_extract_train_and_decode_end_to_end(tmp_path, tiny_vae, image_folder):
-    store = latents.extract_latents(image_folder, tiny_vae, tmp_path / "store", resolution=32, batch_size=4,
-                                    device="cpu", progress=False)
+    store = extract_latents(image_folder, tiny_vae, tmp_path / "store", resolution=32, batch_size=4,
+                            device="cpu", progress=False)
     z = np.load(store / "latents.npy", mmap_mode="r")
     assert z.shape == (9, 4, 16, 16) and z.dtype == np.float16  # one file for all images, f = 2
     assert np.load(store / "labels.npy").tolist() == [0] * 3 + [1] * 3 + [2] * 3
@@ -58,8 +59,8 @@ def test_extract_train_and_decode_end_to_end(tmp_path, tiny_vae, image_folder):
     assert stats["classes"] == ["cat", "dog", "fox"] and stats["num"] == 9
     assert np.allclose(stats["mean"], z.astype(np.float64).mean(axis=(0, 2, 3)), atol=1e-4)
     assert np.allclose(stats["std"], z.astype(np.float64).std(axis=(0, 2, 3)), atol=1e-4)
-    again = latents.extract_latents(image_folder, tiny_vae, tmp_path / "again", resolution=32, batch_size=9,
-                                    device="cpu", progress=False)
+    again = extract_latents(image_folder, tiny_vae, tmp_path / "again", resolution=32, batch_size=9,
+                            device="cpu", progress=False)
     # per-image seeds: the store does not depend on the batch (up to float16 rounding of conv sums)
     assert np.allclose(np.load(again / "latents.npy"), np.asarray(z), atol=2e-3, rtol=2e-3)
 
@@ -80,8 +81,8 @@ def test_extract_train_and_decode_end_to_end(tmp_path, tiny_vae, image_folder):
 
 def test_missing_inputs_are_named(tmp_path, tiny_vae):
     with pytest.raises(latents.LatentStoreError, match="--images"):
-        latents.extract_latents(tmp_path / "nope", tiny_vae, tmp_path / "o", 32, device="cpu", progress=False)
+        extract_latents(tmp_path / "nope", tiny_vae, tmp_path / "o", 32, device="cpu", progress=False)
     with pytest.raises(latents.LatentStoreError, match="--vae"):
-        latents.extract_latents(tmp_path, tmp_path / "novae", tmp_path / "o", 32, device="cpu", progress=False)
+        extract_latents(tmp_path, tmp_path / "novae", tmp_path / "o", 32, device="cpu", progress=False)
     with pytest.raises(latents.LatentStoreError, match="stats.json"):
         latents.LatentStore(tmp_path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mpdit_bench import registry
+from mpdit_bench import components, registry  # noqa: F401 (components fill the registry)
 from mpdit_bench.components.time_embed import FnoTimeEmbedder, MlpTimeEmbedder
 from mpdit_bench.components.upsample import pixel_shuffle_tokens
 from mpdit_bench.config import ModelConfig

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from mpdit_bench import paper as published
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
-from mpdit_bench.models import get_preset
+from mpdit_bench.models import get_preset, list_models
+from mpdit_bench.paper.figures import PPFLOW_ROWS, PRESET_ROWS, paper_figures
 from mpdit_bench.reports.paper_tables import build_tables
 from mpdit_bench.counting import analytic_counts
 
@@ -29,9 +30,26 @@ def test_every_printed_row_is_bundled():
 
 
 def test_presets_read_their_figures_from_the_tables():
-    assert get_preset("MPDiT-B").paper.params_m == published.row("mpdit/3/mpdit-b").values["params"]
-    assert get_preset("SiT-B/2").paper.gflops == published.row("mpdit/1/sit-b-2-e80").values["gflops"]
-    assert get_preset("PPF-B-3").paper.relative_flops_pct == published.row("ppflow/main/ppf-b-3").values["test_flops"]
+    assert paper_figures("MPDiT-B").params_m == published.row("mpdit/3/mpdit-b").values["params"]
+    assert paper_figures("SiT-B/2").gflops == published.row("mpdit/1/sit-b-2-e80").values["gflops"]
+    assert paper_figures("PPF-B-3").relative_flops_pct == published.row("ppflow/main/ppf-b-3").values["test_flops"]
+    assert paper_figures("b").source == published.table("mpdit/3").name  # shorthands resolve to the preset
+    assert paper_figures("MPDiT-L") is None  # printed nowhere
+
+
+def test_every_preset_with_figures_names_rows_that_exist():
+    named = {**PRESET_ROWS, **{name: (row,) for name, row in PPFLOW_ROWS.items()}}
+    assert set(named) <= set(list_models())
+    for name, rows in named.items():
+        for ref in rows:
+            published.row(ref)  # raises ConfigError for a row the tables do not hold
+        assert paper_figures(name) is not None
+
+
+def test_figures_belong_to_the_unmodified_preset_only():
+    preset = get_preset("MPDiT-B").config
+    assert paper_figures("MPDiT-B", preset) == paper_figures("MPDiT-B")
+    assert paper_figures("MPDiT-B", preset.replace(refine_depth=4)) is None
 
 
 # DiT-B/2's 130.0 is DiT's own "130M" rounded; its parameters (sum of numel) are 130.51 M.

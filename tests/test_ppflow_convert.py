@@ -12,7 +12,7 @@ from mpdit_bench.components.upsample import pixel_shuffle_tokens
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.ppflow.convert import convert_isotropic_to_ppflow, ppflow_config
 from mpdit_bench.models import build_model, model_config
-from mpdit_bench.models.embeddings import unpatchify
+from mpdit_bench.components.embeddings import unpatchify
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import mpdit_bench.models  # noqa: F401
 from mpdit_bench.cli import app
-from mpdit_bench.models import build_model, get_preset, model_config
+from mpdit_bench.models import build_model, model_config
 from mpdit_bench.counting import count_model, preset_rows, trajectory_flops
+from mpdit_bench.paper.figures import paper_figures
 
 torch.set_num_threads(2)
 SMALL = dict(hidden_size=64, num_heads=4, num_classes=10, input_size=16)
@@ -30,7 +30,7 @@ def test_presets_reproduce_the_published_relative_flops(name):
     model = meta_model(name)
     iso = meta_model(name.replace("PPF-", "SiT-").rsplit("-", 1)[0] + "/2")
     relative = 100 * trajectory_flops(model) / iso.flops()
-    paper = get_preset(name).paper
+    paper = paper_figures(name)
     assert abs(relative - paper.relative_flops_pct) <= 0.5
     assert abs(relative - DIT_CONVENTION_PCT[name]) <= 0.05  # the convention we count in
     assert model.flops() == iso.flops()  # the finest stage is the isotropic model

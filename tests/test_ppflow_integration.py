@@ -8,7 +8,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from mpdit_bench.engine import checkpoint, flow, sampling, train as train_mod
+from mpdit_bench import checkpoint
+from mpdit_bench.engine import flow, sampling, train as train_mod
 from mpdit_bench import ppflow
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError

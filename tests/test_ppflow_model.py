@@ -9,7 +9,7 @@ from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
 from mpdit_bench.models.blocks import Attention, TransformerBlock
-from mpdit_bench.models.embeddings import sincos_2d
+from mpdit_bench.components.embeddings import sincos_2d
 from mpdit_bench.models.multipatch import MultiPatchDiT
 from mpdit_bench.ppflow.modules import depth_to_space, space_to_depth
 

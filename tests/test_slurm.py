@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from mpdit_bench.engine import checkpoint
+from mpdit_bench import checkpoint
 from mpdit_bench.sweeps.pipeline import free_port
 
 pytestmark = pytest.mark.slurm

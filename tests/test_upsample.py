@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from mpdit_bench import registry
+from mpdit_bench import components, registry  # noqa: F401 (components fill the registry)
 from mpdit_bench.components.upsample import build_upsample
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.components import flops
 from mpdit_bench.counting.measure import fvcore_flops
 from mpdit_bench.models import build_model
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.components import flops
 from mpdit_bench.registry import register
 
 

@@ -24,11 +24,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from mpdit_bench.components import flops
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.models import MultiPatchDiT, build_model, get_preset, list_models, model_config
 from mpdit_bench.models.blocks import explicit_attention
-from mpdit_bench.models import build_model, get_preset, list_models, model_config, paper_figures
-from mpdit_bench.models.multipatch import MultiPatchDiT
+from mpdit_bench.paper.figures import paper_figures, row_figures
 
 
 def example_inputs(cfg: ModelConfig, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -130,8 +130,6 @@ def ptflops_macs(model: nn.Module, inputs: tuple) -> int | None:
 def build_for_counting(cfg: ModelConfig) -> nn.Module:
     """The model with zero-filled weights: FLOPs depend only on shapes, and random init of a
     675M-parameter model costs more than counting it."""
-    from mpdit_bench.models import build_model
-
     with torch.device("meta"):
         model = build_model(cfg)
     model = model.to_empty(device="cpu")
@@ -219,20 +217,6 @@ def count_config(cfg: ModelConfig, cross_check: bool = True) -> dict[str, Any]:
     return {**result, "config": cfg.to_dict(), "config_hash": cfg.config_hash()}
 
 
-def _row_figures(cfg: ModelConfig):
-    """Figures of a published row with exactly this architecture (e.g. a Table 7 design set by overrides)."""
-    from mpdit_bench import paper as published
-    from mpdit_bench.models.presets import PaperFigures
-
-    for row in published.rows_for(cfg):
-        table = published.table(f"{row.paper}/{row.table}")
-        kinds = {c.kind: row.values.get(c.key) for c in table.columns}
-        if kinds.get("params") is not None or kinds.get("gflops") is not None:
-            return PaperFigures(kinds.get("params"), kinds.get("gflops"), f"{table.name}, row {row.label}",
-                                gflops_convention=row.gflops_convention)
-    return None
-
-
 def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | None = None,
                 cross_check: bool = True) -> dict[str, Any]:
     """Every count for a preset with overrides; ``paper_*`` are set only for an unmodified published preset.
@@ -241,7 +225,7 @@ def count_model(name: str, resolution: int = 256, overrides: dict[str, Any] | No
     pass at low noise), plus ``stages``, ``gflops_expected`` (per network evaluation, averaged over a
     trajectory), ``relative_flops_pct`` (vs. the same model without the schedule) and the published ratios."""
     cfg = model_config(name, resolution, **(overrides or {}))
-    paper = paper_figures(name, cfg) or _row_figures(cfg)
+    paper = paper_figures(name, cfg) or row_figures(cfg)
     out = {
         "model": get_preset(name).name,
         **count_config(cfg, cross_check),

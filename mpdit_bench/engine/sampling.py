@@ -24,11 +24,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from mpdit_bench.engine import checkpoint, distributed
+from mpdit_bench import checkpoint
+from mpdit_bench.engine import distributed
 from mpdit_bench import ppflow
 from mpdit_bench.files import atomic_path, save_npz_atomic
+from mpdit_bench.progress import ProgressBar
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.engine.progress import progress_bar
 from mpdit_bench.engine.torch_settings import TorchSettings, applied
 from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
@@ -270,16 +271,15 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
                        if dinfo.get("name") == "latents" else None)
             labels = make_labels(num, cfg.num_classes, o["labels"], o["seed"])
             mine = list(range(info.rank, num, info.world_size))
-            bar, advance = progress_bar(progress and info.is_main, len(mine), "sample")
+            bar = ProgressBar("sample", len(mine), enabled=progress and info.is_main)
             chunks = []  # uint8 (b, H, W, 3) per batch: latents are decoded as they come, not held for all samples
             try:
                 for start in range(0, len(mine), o["batch_size"]):
                     rows = mine[start:start + o["batch_size"]]
-                    x = sample_indices(model, cfg, rows, labels[rows], o, info.device, advance)  # (b, C, h, w)
+                    x = sample_indices(model, cfg, rows, labels[rows], o, info.device, bar.advance)  # (b, C, h, w)
                     chunks.append(to_uint8(decoder(x) if decoder else x))
             finally:
-                if bar is not None:
-                    bar.stop()
+                bar.close()
             images = np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 3), np.uint8)
             out.parent.mkdir(parents=True, exist_ok=True)
             part = out.with_name(f".{out.stem}.rank{info.rank}.npz")

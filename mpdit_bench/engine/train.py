@@ -34,11 +34,13 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mpdit_bench.engine import checkpoint, distributed, flow
+from mpdit_bench import checkpoint
+from mpdit_bench.engine import distributed, flow
 from mpdit_bench import ppflow
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.counting import param_count
 from mpdit_bench.files import write_text_atomic
+from mpdit_bench.progress import ProgressBar
 from mpdit_bench.models import build_model
 from mpdit_bench.engine.run_config import (ResumeError, load_run_config, resolve_model_config, resume_changes,
                                            validate_run_config)
@@ -249,38 +251,6 @@ class MetricsLog:
             self.tb.close()
 
 
-class _Progress:
-    """A rich progress bar (loss, images/s, ETA) on rank 0; plain log lines when not on a terminal."""
-
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.console = Console(stderr=True)
-        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[ips]} img/s"),
-                            TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
-        self.task = self.bar.add_task("train", total=total, completed=done, loss="-", ips="-")
-        self.bar.start()
-
-    def update(self, step: int, loss: float | None = None, ips: float | None = None, log: bool = False) -> None:
-        if self.bar is None:
-            return
-        fields = {}
-        if loss is not None:
-            fields = {"loss": f"{loss:.4f}", "ips": f"{ips:.1f}"}
-        self.bar.update(self.task, completed=step, **fields)
-        if log and not self.console.is_terminal:
-            self.console.print(f"step {step} loss {loss:.4f} {ips:.1f} img/s", highlight=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def training_settings(tc: dict[str, Any]) -> TorchSettings:
     """torch's process-wide settings a run's ``train`` section asks for: CPU threads and TF32."""
     return TorchSettings(threads=tc["threads"], matmul_tf32=tc["tf32"], cudnn_tf32=tc["tf32"])
@@ -439,7 +409,8 @@ class Trainer:
         validator = (Validator(self.val_set, self.batch, tc["seed"], self.info, tc["t_mean"], tc["t_std"])
                      if tc["val_every"] else None)
         metrics = MetricsLog(self.out, pos.step, self.info.is_main, self.tc["tensorboard"])
-        bar = _Progress(tc["progress"] and self.info.is_main, tc["steps"], pos.step)
+        bar = ProgressBar("train", tc["steps"], enabled=tc["progress"] and self.info.is_main, done=pos.step,
+                          fields={"loss": "loss {}", "ips": "{} img/s"})
         window = LossWindow()
         seconds_before, session_start = pos.train_seconds, time.perf_counter()
         self.net.train()
@@ -471,7 +442,7 @@ class Trainer:
         pos = self.position
         return {"step": pos.step, "epoch": pos.epoch, "lr": self.tc["lr"], "wall_s": round(pos.train_seconds, 3)}
 
-    def _log_row(self, window: "LossWindow", bar: "_Progress") -> dict[str, Any] | None:
+    def _log_row(self, window: "LossWindow", bar: ProgressBar) -> dict[str, Any] | None:
         """A metrics row (mean loss, images/s since the last row) every ``log_every`` steps and at the end."""
         step = self.position.step
         if step % self.tc["log_every"] and step != self.tc["steps"]:
@@ -479,7 +450,9 @@ class Trainer:
             return None
         loss, steps, seconds = window.close()
         row = {**self._row(), "loss": loss, "images_per_s": steps * self.tc["global_batch"] / max(seconds, 1e-9)}
-        bar.update(step, loss, row["images_per_s"], log=True)
+        ips = row["images_per_s"]
+        bar.update(step, loss=f"{loss:.4f}", ips=f"{ips:.1f}")
+        bar.log(f"step {step} loss {loss:.4f} {ips:.1f} img/s")
         return {k: row[k] for k in ("step", "epoch", "loss", "lr", "images_per_s", "wall_s")}
 
     def _summary(self, last_loss: float | None) -> dict[str, Any]:

@@ -11,11 +11,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from mpdit_bench.evaluation.inception import build_extractor
 from mpdit_bench.evaluation.metrics import Moments
+from mpdit_bench.progress import ProgressBar
 
 SFID_BLOCK = "Mixed_6d"  # ADM's mixed_6/conv: the 1x1 branch of the 4th 17x17 block
 SFID_CHANNELS = 7        # 17 x 17 x 7 = 2023 values
@@ -63,21 +62,13 @@ def shared_inception(weights, sha256: str, device: str, logits: bool, classifier
     return InceptionFeatures(weights, device, logits=logits, classifier=classifier)
 
 
-def progress_bar(enabled: bool = True, unit: str = "img") -> Progress:
-    """On stderr, so that `--json` output on stdout stays one clean object."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled, transient=False,
-                    console=Console(stderr=True))
-
-
 def extract(batches: Iterable[np.ndarray], total: int, extractors: list[Callable[[np.ndarray], dict]],
             description: str = "features", progress: bool = True, moment_keys: tuple[str, ...] = MOMENT_KEYS) -> dict:
     """Run every extractor on every batch; keys in ``moment_keys`` become running (mu, sigma), the rest are
     stacked. The bootstrap passes ``moment_keys=()``: resampling needs every row; (mu, sigma) come beside them."""
     stacked: dict[str, list] = {}
     moments: dict[str, Moments] = {}
-    with progress_bar(progress) as bar:
-        task = bar.add_task(description, total=total)
+    with ProgressBar(description, total, enabled=progress, unit="img") as bar:
         for images in batches:
             for fn in extractors:
                 for key, value in fn(images).items():
@@ -85,7 +76,7 @@ def extract(batches: Iterable[np.ndarray], total: int, extractors: list[Callable
                         moments.setdefault(key, Moments()).update(value)
                     else:
                         stacked.setdefault(key, []).append(value)
-            bar.advance(task, len(images))
+            bar.advance(len(images))
     out = {k: np.concatenate(v) for k, v in stacked.items()}
     for key in set(MOMENT_KEYS) - set(moment_keys):
         if key in out and len(out[key]) >= 2:

@@ -54,7 +54,7 @@ def per_image_losses(model: torch.nn.Module, channels: int, images: int = IMAGES
 
 def heldout_loss(ckpt: str | Path, bootstrap: int = 1000, images: int = IMAGES, times: int = TIMES) -> dict[str, Any]:
     """The loss of a checkpoint on the grid, its interval over test images, and what defines the grid."""
-    from mpdit_bench.engine import checkpoint
+    from mpdit_bench import checkpoint
     from mpdit_bench.engine.sampling import load_sampling_model
 
     start = time.time()

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from mpdit_bench.engine.torch_settings import torch_settings
 from mpdit_bench.files import sha256_file
+from mpdit_bench.progress import ProgressBar
 
 SHIPPED = Path(__file__).parent / "assets" / "fmnist_proxy.safetensors"
 SHIPPED_SHA256 = "41e8165e53b29e9defc6b7236b8fd82f8cd43e1d2f77b9c014e7746c192fafa2"
@@ -68,7 +69,6 @@ def train_proxy(recipe: dict, progress: bool = True) -> tuple[dict, float]:
 
 def _train(recipe: dict, progress: bool) -> tuple[dict, float]:
     from mpdit_bench.data.fashion_mnist import load_arrays
-    from mpdit_bench.evaluation.features import progress_bar
 
     images, labels = load_arrays("train")
     images, labels = images[:recipe["train_limit"]], labels[:recipe["train_limit"]]
@@ -79,15 +79,14 @@ def _train(recipe: dict, progress: bool) -> tuple[dict, float]:
     x_all, y_all = to_input(images), torch.from_numpy(labels)
     bs = recipe["batch_size"]
     steps = recipe["epochs"] * ((len(x_all) + bs - 1) // bs)
-    with progress_bar(progress, unit="steps") as bar:
-        task = bar.add_task("training the Fashion-MNIST proxy", total=steps)
+    with ProgressBar("training the Fashion-MNIST proxy", steps, enabled=progress, unit="steps") as bar:
         for _ in range(recipe["epochs"]):
             for idx in torch.randperm(len(x_all), generator=g).split(bs):
                 loss = F.cross_entropy(net(x_all[idx]), y_all[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                bar.advance(task)
+                bar.advance()
     net.eval()
     test_images, test_labels = (a[:recipe["test_limit"]] for a in load_arrays("test"))
     with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.components import flops
 
 def per_token(v: torch.Tensor) -> torch.Tensor:
     """(B, D) modulation -> (B, 1, D), broadcast over tokens; (B, L, D) per-token modulation (packed

@@ -22,7 +22,7 @@ from mpdit_bench import registry
 from mpdit_bench.components.upsample import build_upsample
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.models.blocks import FinalLayer, TransformerBlock, init_linear_xavier
-from mpdit_bench.models.embeddings import PatchEmbed, SkipEmbed, frozen_pos_embed, unpatchify
+from mpdit_bench.components.embeddings import PatchEmbed, SkipEmbed, frozen_pos_embed, unpatchify
 from mpdit_bench.ppflow.modules import SpaceToDepthPatchEmbed, depth_to_space
 from mpdit_bench.ppflow.schedule import PatchSchedule
 
@@ -188,7 +188,7 @@ class MultiPatchDiT(nn.Module):
 
     def flops(self, stage: int | None = None) -> int:
         """Analytic FLOPs of one forward pass at ``stage`` (default: the finest), fvcore's convention
-        (counting/analytic.py); the trajectory average over stages is counting's."""
+        (components/flops.py); the trajectory average over stages is counting's."""
         stage = self.fine_stage if stage is None else stage
         cfg, m = self.cfg, self.num_class_tokens
         tokens = self.stage_tokens(stage)

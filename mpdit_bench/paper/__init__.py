@@ -6,7 +6,8 @@
 
 A row is addressed as ``PAPER/TABLE/ROW`` (``mpdit/4/mpdit-b-k4``): the paper (mpdit, ppflow), the table id
 the paper prints (1-9 for MPDiT, ``sec7`` for its training-compute figures; main, ablation-adaptation,
-ablation-design, flexidit for PPFlow) and the row's key. These files are the only place published numbers live.
+ablation-design, flexidit for PPFlow) and the row's key. These files are the only place published numbers live;
+``figures`` says which rows print the numbers of each model preset.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from mpdit_bench import models
 from mpdit_bench.config import ConfigError
 
 PAPERS = ("mpdit", "ppflow")
@@ -59,11 +61,9 @@ class Row:
 
     def model_config(self):
         """The ModelConfig of this row's architecture (None for rows of methods the suite does not build)."""
-        from mpdit_bench.models import model_config
-
         if self.model is None:
             return None
-        return model_config(self.model["preset"], self.model.get("resolution", self.recipe.get("resolution")),
+        return models.model_config(self.model["preset"], self.model.get("resolution", self.recipe.get("resolution")),
                             **self.model.get("overrides", {}))
 
 

@@ -10,7 +10,7 @@ The coarser stages get, following PPFlow:
   the source's f x f expansion over the larger F x F block (each sub-block expands as the source did);
 - the level embedding zero, so that the fine stage reproduces the source model exactly.
 
-Checkpoints: the engine's format (mpdit_bench.engine.checkpoint: "format", "step", "model", "ema", "model_config",
+Checkpoints: the suite's format (mpdit_bench.checkpoint: "format", "step", "model", "ema", "model_config",
 "run_config", "data_info"), read with ``torch.load(weights_only=True)``; a foreign dict with the state dict
 under "model" works too when the source config is named on the command line. The output is an engine
 checkpoint at step 0 (no optimizer or RNG state): ``mpdit-bench sample`` reads it, and a run fine-tunes it
@@ -25,10 +25,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from mpdit_bench.engine import checkpoint
+from mpdit_bench import checkpoint
 from mpdit_bench.config import ConfigError, ModelConfig
-from mpdit_bench.models import build_model
-from mpdit_bench.models.embeddings import frozen_pos_embed
+from mpdit_bench.models import build_model, model_config
+from mpdit_bench.components.embeddings import frozen_pos_embed
 from mpdit_bench.ppflow.schedule import PatchSchedule, default_schedule
 
 STAGE_PREFIXES = ("stage_patchify.", "stage_pos_embed.", "stage_finals.", "stage_upsamples.", "level_embed.")
@@ -129,8 +129,6 @@ def _stage_upsample(src: Mapping[str, torch.Tensor], cfg: ModelConfig, stage: in
 def load_source(path: str | Path, model: str | None = None, overrides: Mapping[str, Any] | None = None
                 ) -> tuple[dict[str, Any], ModelConfig]:
     """(checkpoint dict, source config): config from the checkpoint's "model_config", else from ``model``."""
-    from mpdit_bench.models import model_config
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError("checkpoint", str(path), "an existing checkpoint file")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mpdit_bench.models.embeddings import PatchEmbed
+from mpdit_bench.components.embeddings import PatchEmbed
 
 
 class SpaceToDepthPatchEmbed(nn.Module):

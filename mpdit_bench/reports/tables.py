@@ -13,7 +13,7 @@ from typing import Any
 
 from mpdit_bench import paper as published
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.models import paper_figures
+from mpdit_bench.paper.figures import paper_figures
 from mpdit_bench.counting import analytic_counts
 from mpdit_bench.sweeps.experiment import RunSpec
 

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.components import flops
 from mpdit_bench.registry import register
 
 

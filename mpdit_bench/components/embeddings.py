@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpdit_bench.counting import analytic as flops
+from mpdit_bench.components import flops
 
 
 class PatchEmbed(nn.Module):

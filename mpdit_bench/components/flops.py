@@ -1,4 +1,4 @@
-"""Analytic FLOP conventions shared by every component.
+"""Analytic FLOP conventions shared by every component (a leaf: it imports nothing of the suite).
 
 The suite counts FLOPs the way fvcore does (and DiT reported them): one multiply-add is one FLOP;
 Linear and Conv layers and the attention matmuls are counted; LayerNorm counts 4 FLOPs per element
