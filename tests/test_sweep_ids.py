@@ -35,6 +35,7 @@ RUN_IDS = {  # (experiment, scale, label, training seed): run id
     ("ppflow", "paper", "PPF-XL-2", 0): "ed9931d6e964",
     ("ppflow", "paper", "SiT-B/2 (isotropic)", 0): "eedee9df091c",
     ("ppflow_design", "cpu", "PPF-B-2", 0): "7486e86289ec",
+    ("ppflow_design", "paper", "PPF-B-2", 0): "8bf2468521f5",
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sweep_fakes import FakeStages, read_events  # noqa: E402
+from sweep_fakes import FakePhases, read_events  # noqa: E402
 
 from mpdit_bench.config import ConfigError  # noqa: E402
 from mpdit_bench.counting import analytic_counts  # noqa: E402
@@ -28,7 +28,7 @@ SPACE = {
 }
 
 
-class FakeQuality(FakeStages):
+class FakeQuality(FakePhases):
     """A fake, cheap objective: wider and deeper is 'better', so quality trades against GFLOPs."""
 
     def evaluate(self, spec, run_dir):
@@ -60,7 +60,7 @@ def test_search_respects_budget_and_finds_a_front(tmp_path):
     infeasible = [t for t in trials if "infeasible" in t.user_attrs]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert infeasible and complete
-    trained = {e["run"] for e in read_events(log) if e["stage"] == "train"}
+    trained = {e["run"] for e in read_events(log) if e["phase"] == "train"}
     for t in infeasible:  # pruned before training: no run was started for them
         assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["gflops"] > data["budget"]["max_gflops"]
         assert "run_id" not in t.user_attrs

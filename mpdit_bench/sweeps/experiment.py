@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench import paper as published
-from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
+from mpdit_bench.config import RUN_ID_GENERATION, ConfigError, ModelConfig, identity_values, load_yaml
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.validation import Key, check_section, is_int
 from mpdit_bench.validation import require as _need
@@ -43,7 +43,7 @@ VARIANT_ROOTS = ("label", "model", "model_overrides", "resolution", "nproc", "da
 METRICS = ("fid", "sfid", "is", "precision", "recall", "kid", "fd_fmnist_proxy", "kid_fmnist_proxy",
            "precision_fmnist_proxy", "recall_fmnist_proxy", "class_accuracy_fmnist_proxy")
 CPU_GEOMETRY = {"in_channels": 1, "num_classes": 10, "input_size": 32}  # Fashion-MNIST padded to 32x32
-SWEEP_SAMPLE_KEYS = ("num", "device")  # the sample stage's own flags, not sampling defaults of the run
+SWEEP_SAMPLE_KEYS = ("num", "device")  # the sample phase's own flags, not sampling defaults of the run
 EVAL_KEYS: dict[str, Key] = {
     "ref": Key(None, lambda v: isinstance(v, str), "a reference path or name (string)"),
     "metrics": Key(None, lambda v: isinstance(v, list) and bool(v) and all(x in METRICS for x in v),
@@ -99,7 +99,7 @@ class RunSpec:
 
     def run_config(self) -> dict[str, Any]:
         """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` and ``sample.device`` are
-        the sweep's own keys (how many samples the sample stage draws, and where), not sampling defaults."""
+        the sweep's own keys (how many samples the sample phase draws, and where), not sampling defaults."""
         sampling_defaults = {k: v for k, v in self.sample.items() if k not in SWEEP_SAMPLE_KEYS}
         return {"model": self.model, "model_overrides": self.model_overrides, "model_config": self.model_config,
                 "data": self.data, "train": self.train, "sample": sampling_defaults}
@@ -112,18 +112,11 @@ class RunSpec:
         return cls(**d)
 
 
-# Model config keys added after runs were first recorded: left out of the id at their default, so that
-# finished runs keep their ids (and are not repeated) when the config grows.
-_LATER_KEYS = ("upsample_refine", "upsample_refine_ratio")
-
-
 def run_id(spec: RunSpec) -> str:
     """Stable id: hash of everything that changes what the run computes, and the scale."""
     keyed = {k: getattr(spec, k) for k in ("scale", "model", "model_config", "resolution", "nproc", "data",
                                            "train", "sample", "eval")}
-    defaults = ModelConfig()
-    keyed["model_config"] = {k: v for k, v in spec.model_config.items()
-                             if not (k in _LATER_KEYS and v == getattr(defaults, k))}
+    keyed["model_config"] = identity_values(spec.model_config, RUN_ID_GENERATION)
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
