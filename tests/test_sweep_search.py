@@ -77,6 +77,54 @@ def test_search_respects_budget_and_finds_a_front(tmp_path):
     assert len(again.get_trials()) == len(trials) + 2
 
 
+class FailingTrain(FakeQuality):
+    """Training raises ``error`` (after the count phase ran)."""
+
+    def __init__(self, log, error):
+        super().__init__(log)
+        self.error = error
+
+    def train(self, spec, run_dir, on_validation=None):
+        self._step(spec, "train")
+        raise self.error
+
+
+def _one_trial(tmp_path, error):
+    space = load_space(_write(tmp_path / "space.yaml", SPACE))
+    study = run_search(space, 1, storage=str(tmp_path / "journal.log"), results_dir=tmp_path / "results",
+                       pipeline=FailingTrain(tmp_path / "events.log", error))
+    (trial,) = study.get_trials()
+    return trial
+
+
+def test_a_failed_phase_fails_its_trial_with_the_message(tmp_path):
+    from mpdit_bench.sweeps.pipeline import PhaseError
+
+    trial = _one_trial(tmp_path, PhaseError("command failed with exit code 3: train config.yaml"))
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["failed"] == "phase failed"
+    assert "exit code 3" in trial.user_attrs["error"]
+
+
+@pytest.mark.parametrize("make_error", [
+    lambda: __import__("torch").cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    lambda: __import__("mpdit_bench.sweeps.pipeline", fromlist=["PhaseError"]).PhaseError(
+        "command failed with exit code 1: train\ntorch.OutOfMemoryError: CUDA out of memory."),
+], ids=["in-process", "command"])
+def test_an_out_of_memory_error_fails_its_trial_as_one(tmp_path, make_error):
+    trial = _one_trial(tmp_path, make_error())
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["failed"] == "out of memory"
+    assert "CUDA out of memory" in trial.user_attrs["error"]
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), RuntimeError("an unexpected error")],
+                         ids=["ValueError", "RuntimeError"])
+def test_any_other_error_stops_the_search(tmp_path, error):
+    with pytest.raises(type(error), match=str(error)):
+        _one_trial(tmp_path, error)
+
+
 def test_median_rule_prunes_worse_than_median():
     study = optuna.create_study(directions=["minimize", "minimize"])
     for loss in (1.0, 2.0, 3.0):

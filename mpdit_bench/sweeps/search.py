@@ -18,6 +18,10 @@ when its validation loss is above the median of the completed trials' validation
 step, once ``min_trials`` completed trials have one. Validation curves live in the trials' user
 attributes, so the rule works across workers sharing a storage.
 
+Failures: a trial whose phase fails (`PhaseError`) or runs out of memory is marked failed, its user
+attributes ``failed`` ("phase failed", "out of memory", "metric missing") and ``error`` (the message) saying
+why; the search goes on. Any other error stops the search.
+
 Seeding: ``sampler.seed`` makes a search started on an empty study reproducible. A worker joining a study
 that already has trials (a second worker, or a resumed search) draws from a seed mixed with the trial count
 and its process id: with the plain seed it would propose the same parameters the first worker already tried.
@@ -245,11 +249,47 @@ def create_study(space: SearchSpace, storage: str | None, results_dir: Path):
     return study
 
 
+# ---- failed trials -------------------------------------------------------------------------------------
+class TrialFailed(Exception):
+    """A trial whose run failed (a phase failed, or ran out of memory): the study marks it failed and
+    goes on. The reason and the message are in the trial's user attributes ``failed`` and ``error``."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA out-of-memory error, raised in this process or reported by a phase's command."""
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (isinstance(err, RuntimeError)
+                                                          and "out of memory" in str(err))
+
+
+def failed_trial(trial, reason: str, message: str) -> TrialFailed:
+    trial.set_user_attr("failed", reason)
+    trial.set_user_attr("error", message[-4000:])
+    return TrialFailed(f"trial {trial.number}: {reason}: {message}")
+
+
+def run_trial(spec, run_dir: Path, pipeline: Any, trial, on_validation) -> None:
+    """Run the trial's phases; a failed phase or an out-of-memory error becomes `TrialFailed`, any other
+    error propagates (a bug of the suite must stop the search, not hide in a failed trial)."""
+    from mpdit_bench.sweeps.pipeline import PhaseError
+    from mpdit_bench.sweeps.runner import execute_run
+
+    try:
+        execute_run(spec, run_dir, pipeline, on_validation=on_validation)
+    except Exception as err:
+        if is_out_of_memory(err):
+            raise failed_trial(trial, "out of memory", f"{type(err).__name__}: {err}") from err
+        if isinstance(err, PhaseError):
+            raise failed_trial(trial, "phase failed", str(err)) from err
+        raise
+
+
 def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
     import optuna
 
     from mpdit_bench.counting import analytic_counts
-    from mpdit_bench.sweeps.runner import execute_run, run_dir_of
+    from mpdit_bench.sweeps.runner import run_dir_of
     from mpdit_bench.sweeps.state import RECORD, claim, is_finished, read_json
 
     def objective(trial) -> list[float]:
@@ -271,7 +311,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
         while not is_finished(run_dir):
             with claim(run_dir, f"trial {trial.number}") as mine:
                 if mine and not is_finished(run_dir):
-                    execute_run(spec, run_dir, pipeline, on_validation=median_rule(study, trial, space.pruning))
+                    run_trial(spec, run_dir, pipeline, trial, median_rule(study, trial, space.pruning))
                     break
             time.sleep(5)  # the same config is being trained by another worker: reuse its record
         record = read_json(run_dir / RECORD)
@@ -282,7 +322,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
         for obj in space.objectives:
             value = counts[obj["name"]] if obj["name"] in COUNT_OBJECTIVES else record["metrics"].get(obj["name"])
             if value is None or (isinstance(value, float) and math.isnan(value)):
-                raise RuntimeError(f"trial {trial.number}: metric {obj['name']!r} missing from the evaluation")
+                raise failed_trial(trial, "metric missing", f"{obj['name']!r} is not in the evaluation's metrics")
             values.append(float(value))
         return values
 
@@ -297,5 +337,5 @@ def run_search(space: SearchSpace, trials: int, storage: str | None = None, resu
     results_dir = Path(results_dir)
     study = create_study(space, storage, results_dir)
     objective = make_objective(space, study, results_dir, pipeline or Pipeline())
-    study.optimize(objective, n_trials=trials, catch=(RuntimeError,), gc_after_trial=True)
+    study.optimize(objective, n_trials=trials, catch=(TrialFailed,), gc_after_trial=True)
     return study
