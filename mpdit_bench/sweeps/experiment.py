@@ -539,9 +539,21 @@ def _check_settings(m: dict[str, Any], scale: str, source: str) -> None:
     ev = check_section(ev, EVAL_KEYS, source, "eval", defaults=False)
     for key in ("metrics", "ref"):
         _need(key in ev, f"eval.{key}", None, EVAL_KEYS[key].allowed, source)
+    check_source_spec(ev["ref"], "eval.ref", source)
     if "primary" in ev:
         _need(ev["primary"] in ev["metrics"], "eval.primary", ev["primary"],
               "one of eval.metrics: " + ", ".join(ev["metrics"]), source)
+
+
+def check_source_spec(value: str, key: str, source: str) -> None:
+    """An image source named in the file (a dataset name, an .npz, an image folder), checked in form
+    without reading it; a path missing on this machine is refused only when the sweep opens it."""
+    from mpdit_bench.evaluation.sources import SPEC_HELP, SourceError, check_spec
+
+    try:
+        check_spec(value)
+    except SourceError as err:
+        raise ConfigError(key, value, f"{SPEC_HELP}; here {err}", source) from None
 
 
 def check_run(spec: RunSpec, source: str) -> None:
