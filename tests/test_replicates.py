@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
-from mpdit_bench.sweeps.experiment import load_experiment, reference_label
+from mpdit_bench.sweeps.experiment import load_experiment
+from mpdit_bench.sweeps.references import reference_label
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 EXPERIMENT = {

@@ -7,7 +7,8 @@ import yaml
 
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import model_config
-from mpdit_bench.sweeps.experiment import cpu_scaled, load_experiment
+from mpdit_bench.sweeps.cpu_scale import cpu_scaled
+from mpdit_bench.sweeps.experiment import load_experiment
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 

@@ -8,7 +8,8 @@ import pytest
 
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.models import model_config
-from mpdit_bench.sweeps.experiment import cpu_scaled, load_experiment
+from mpdit_bench.sweeps.cpu_scale import cpu_scaled
+from mpdit_bench.sweeps.experiment import load_experiment
 
 CONFIG_HASHES = {
     "MPDiT-B": "8c98f84c068d",

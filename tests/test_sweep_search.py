@@ -125,6 +125,28 @@ def test_any_other_error_stops_the_search(tmp_path, error):
         _one_trial(tmp_path, error)
 
 
+def test_a_trial_resolves_to_the_run_a_sweep_makes_of_the_same_model(tmp_path):
+    """Search and sweep resolve runs through one function: a paper-scale trial and the experiment run of the
+    same model and settings are the same run (same id, config, overrides and recorded resolution)."""
+    from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.search import overrides_from_params
+
+    settings = {"resolution": 512, "nproc": 2, "data": {"name": "latents", "path": "latents"},
+                "train": {"global_batch": 32, "steps": 10, "seed": 3}, "sample": {"num": 16},
+                "eval": {"ref": "refs/reference.npz", "metrics": ["fid"]}}
+    space = load_space(_write(tmp_path / "space.yaml", {**SPACE, "scale": "paper", "head_dim": 64,
+                                                         "settings": settings,
+                                                         "objectives": [{"name": "fid"}, {"name": "gflops"}]}))
+    params = {"hidden_size": 384, "depth": 6, "refine_depth": 2, "hierarchy": "4,2", "upsample": "conv_transpose"}
+    trial, cfg = trial_spec(params, space)
+    experiment = {"name": "same", "base": {"model": "MPDiT-B"}, "scales": {"paper": settings},
+                  "axes": [{"variants": [{"model_overrides": overrides_from_params(params, space)}]}]}
+    (run,) = load_experiment(_write(tmp_path / "exp.yaml", experiment)).runs("paper")
+    assert trial.run_id == run.run_id and trial.model_config == run.model_config == cfg.to_dict()
+    assert trial.model_overrides == run.model_overrides and trial.resolution == run.resolution == 512
+    assert trial.seed == run.seed == 3 and trial.nproc == run.nproc == 2
+
+
 def test_median_rule_prunes_worse_than_median():
     study = optuna.create_study(directions=["minimize", "minimize"])
     for loss in (1.0, 2.0, 3.0):

@@ -27,7 +27,7 @@ import yaml
 
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.files import write_text_atomic
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 
 ValidationHook = Callable[[int, float], None]  # on_validation(step, val_loss); may raise to stop training
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench.files import sha256_file
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.sweeps.pipeline import read_metrics_csv
 
 RECORD_VERSION = 2  # 2: seed, smoke, intervals, bootstrap_replicates, heldout

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.sweeps.records import build_record
 from mpdit_bench.sweeps.pipeline import Pipeline, ValidationHook
 from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, phases_of,
@@ -170,7 +170,7 @@ def dry_run_rows(runs: list[RunSpec], threads: int = 2) -> list[dict[str, Any]]:
     from mpdit_bench.config import ModelConfig
     from mpdit_bench.counting import analytic_counts
     from mpdit_bench.sweeps.costs import estimate_cost
-    from mpdit_bench.sweeps.experiment import training_flops
+    from mpdit_bench.sweeps.budget import training_flops
 
     rows = []
     for spec in runs:

@@ -38,9 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpdit_bench.config import ConfigError, load_yaml
+from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
 from mpdit_bench.models import get_preset
-from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, check_run, run_id
+from mpdit_bench.sweeps.cpu_scale import CPU_GEOMETRY
+from mpdit_bench.sweeps.expand import run_spec
+from mpdit_bench.sweeps.runspec import RunSpec
+from mpdit_bench.sweeps.settings import ScaleSettings, check_settings, parse_scale
 from mpdit_bench.validation import require as _need
 
 SPACE_KEYS = ("upsample", "upsample_refine", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
@@ -56,7 +59,7 @@ class SearchSpace:
     path: str
     scale: str
     model: str
-    settings: dict[str, Any]
+    settings: ScaleSettings
     space: dict[str, Any]
     head_dim: int
     objectives: list[dict[str, str]]
@@ -76,10 +79,8 @@ def load_space(path: str | Path) -> SearchSpace:
         _need(key in TOP_KEYS, key, raw[key], "one of " + ", ".join(TOP_KEYS), source)
     scale = raw.get("scale", "cpu")
     _need(scale in ("cpu", "paper"), "scale", scale, "cpu or paper", source)
-    settings = raw.get("settings", {})
-    _check_scale(settings, "settings", source)
-    _check_settings({"nproc": settings.get("nproc", 1), "train": settings.get("train", {}),
-                     "sample": settings.get("sample", {}), "eval": settings.get("eval", {})}, "settings", source)
+    settings = parse_scale(raw.get("settings", {}), "settings", source)
+    check_settings(settings.nproc, settings.train, settings.sample, settings.eval, "settings", source)
     model = (raw.get("base") or {}).get("model", "MPDiT-B")
     try:
         get_preset(model)
@@ -93,7 +94,7 @@ def load_space(path: str | Path) -> SearchSpace:
                                                  and set(dom) <= {"low", "high", "step"})
         _need(bool(ok), f"space.{key}", dom, "a non-empty list of choices or {low: int, high: int[, step: int]}",
               source)
-    allowed = list(settings["eval"]["metrics"]) + list(COUNT_OBJECTIVES)
+    allowed = list(settings.eval["metrics"]) + list(COUNT_OBJECTIVES)
     objectives = raw.get("objectives") or []
     _need(isinstance(objectives, list) and len(objectives) >= 2, "objectives", objectives,
           "a list of at least two {name, direction} (quality metric and GFLOPs)", source)
@@ -160,22 +161,17 @@ def overrides_from_params(params: dict[str, Any], space: SearchSpace) -> dict[st
     return over
 
 
-def trial_spec(params: dict[str, Any], space: SearchSpace):
-    """(RunSpec, model config) for a trial's parameters; ConfigError when the combination is invalid."""
+def trial_spec(params: dict[str, Any], space: SearchSpace) -> tuple[RunSpec, ModelConfig]:
+    """(RunSpec, model config) for a trial's parameters; ConfigError when the combination is invalid. The
+    width and depth are the run's own (no CPU rule), so the config is also the run's full config."""
     from mpdit_bench.models import model_config
 
-    over = overrides_from_params(params, space)
-    resolution = space.settings.get("resolution", 256)
-    cfg = model_config(space.model, resolution, **over)
-    preset = get_preset(space.model).config.to_dict()
-    overrides = {k: v for k, v in cfg.to_dict().items() if preset[k] != v and k != "refine_depth"}
     s = space.settings
-    spec = RunSpec(space.name, space.scale, " ".join(f"{k}={v}" for k, v in params.items()), get_preset(space.model).name,
-                   overrides, cfg.to_dict(), cfg.to_dict(), resolution if space.scale == "paper" else 256,
-                   int(s.get("nproc", 1)), s.get("data", {}), s["train"], s["sample"], s["eval"], s.get("slurm", {}),
-                   {f"model_overrides.{k}": v for k, v in params.items()})
-    spec.run_id = run_id(spec)
-    check_run(spec, space.path)
+    cfg = model_config(space.model, s.resolution, **overrides_from_params(params, space))
+    spec = run_spec(experiment=space.name, scale=space.scale, label=" ".join(f"{k}={v}" for k, v in params.items()),
+                    model=space.model, model_config=cfg, full_config=cfg, resolution=s.resolution,
+                    nproc=int(s.nproc), data=s.data, train=s.train, sample=s.sample, eval=s.eval, slurm=s.slurm,
+                    axes={f"model_overrides.{k}": v for k, v in params.items()}, source=space.path)
     return spec, cfg
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 
 DEFAULTS = {"timeout_min": 60 * 24, "nodes": 1, "tasks_per_node": 1}
 
