@@ -112,10 +112,6 @@ def identity_values(values: Mapping[str, Any], generation: int) -> dict[str, Any
             if not (KEY_GENERATIONS[key] > generation and value == defaults[key])}
 
 
-def identity_keys_declared() -> set[str]:
-    return set(KEY_GENERATIONS)
-
-
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:
     """(rows, cols) from 4, "2x4" or [2, 4]; None when ``value`` is none of these."""
     if is_int(value):
