@@ -134,7 +134,7 @@ def resolve_point(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec
             merged[root] = value
         else:
             _set(merged, key, value)
-        if root not in ("label", "group", "paper_row") and not scale_only:  # scale-only settings are not what the experiment varies
+        if root not in ("label", "group", "paper_row") and not scale_only:  # scale-only: not what it varies
             axes[key] = value
 
     preset = looked_up(lambda: get_preset(merged["model"]), "model", merged["model"], source)
