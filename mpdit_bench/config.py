@@ -69,12 +69,7 @@ class ModelConfig:
 
     def config_hash(self) -> str:
         """Stable short hash of the resolved config (used for run ids)."""
-        values = self.to_dict()
-        for key, default in (("time_patch_sizes", []), ("time_boundaries", []), ("upsample_refine", "linear"),
-                             ("upsample_refine_ratio", 4)):  # keys added later: at their default, hashes unchanged
-            if values[key] == default:
-                del values[key]
-        blob = json.dumps(values, sort_keys=True).encode()
+        blob = json.dumps(identity_values(self.to_dict(), CONFIG_HASH_GENERATION), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     # ---- derived geometry -----------------------------------------------------------------------
@@ -93,6 +88,28 @@ class ModelConfig:
     def grid(self, level: int) -> int:
         """Token grid side at ``level`` (0 = coarsest)."""
         return self.input_size // self.patch_sizes[level]
+
+
+# ---- identity: which keys a config hash or a run id is computed over ------------------------------
+# Every ModelConfig key with the generation of ids it joined. An id of generation g (config hashes 0, run
+# ids 1) leaves out each key of a later generation while that key holds its default, so adding a key (at
+# the next generation, with a default that keeps the old behaviour) changes no finished run's id.
+KEY_GENERATIONS: dict[str, int] = {
+    **dict.fromkeys(("depths", "patch_sizes", "refine_depth", "hidden_size", "num_heads", "mlp_ratio", "upsample",
+                     "time_embedder", "time_embedder_layers", "class_tokens", "modulation", "learn_sigma",
+                     "in_channels", "num_classes", "input_size"), 0),
+    "time_patch_sizes": 1, "time_boundaries": 1,
+    "upsample_refine": 2, "upsample_refine_ratio": 2,
+}
+CONFIG_HASH_GENERATION = 0
+RUN_ID_GENERATION = 1
+
+
+def identity_values(values: Mapping[str, Any], generation: int) -> dict[str, Any]:
+    """``values`` (a config as `ModelConfig.to_dict` writes it) as an id of ``generation`` sees them."""
+    defaults = ModelConfig().to_dict()
+    return {key: value for key, value in values.items()
+            if not (KEY_GENERATIONS[key] > generation and value == defaults[key])}
 
 
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:

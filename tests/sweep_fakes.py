@@ -1,6 +1,6 @@
-"""Cheap stand-ins for the train / sample / evaluate stages, for the sweep tests only.
+"""Cheap stand-ins for the train / sample / evaluate phases, for the sweep tests only.
 
-They do what the runner needs from a stage (files in the run directory, a dict back) in milliseconds,
+They do what the runner needs from a phase (files in the run directory, a dict back) in milliseconds,
 and log every start and finish to a shared file so tests can check what ran, where, and how often.
 Their numbers are fakes and are labelled so (``fake_*`` keys); nothing here claims to be a real metric.
 """
@@ -15,27 +15,28 @@ from pathlib import Path
 
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.counting import analytic_counts
+from mpdit_bench.sweeps.pipeline import PhaseError
 
 
-class FakeStages:
+class FakePhases:
     names = ("count", "train", "sample", "evaluate")
 
-    def __init__(self, log: str | Path, sleep: float = 0.0, fail_stage: str | None = None):
-        self.log, self.sleep, self.fail_stage = Path(log), sleep, fail_stage
+    def __init__(self, log: str | Path, sleep: float = 0.0, fail_phase: str | None = None):
+        self.log, self.sleep, self.fail_phase = Path(log), sleep, fail_phase
 
-    def _event(self, spec, stage: str, event: str) -> None:
-        line = json.dumps({"pid": os.getpid(), "run": spec.run_id, "stage": stage, "event": event}) + "\n"
+    def _event(self, spec, phase: str, event: str) -> None:
+        line = json.dumps({"pid": os.getpid(), "run": spec.run_id, "phase": phase, "event": event}) + "\n"
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)  # one write per line: atomic
         try:
             os.write(fd, line.encode())
         finally:
             os.close(fd)
 
-    def _step(self, spec, stage: str) -> None:
-        self._event(spec, stage, "start")
+    def _step(self, spec, phase: str) -> None:
+        self._event(spec, phase, "start")
         time.sleep(self.sleep)
-        if stage == self.fail_stage:
-            raise RuntimeError(f"fake failure in {stage}")
+        if phase == self.fail_phase:
+            raise PhaseError(f"fake failure in {phase}")
 
     def count(self, spec, run_dir):
         self._step(spec, "count")
@@ -78,4 +79,4 @@ if __name__ == "__main__":  # a sweep worker process: EXPERIMENT SCALE RESULTS L
 
     exp_path, scale, results, log, sleep = sys.argv[1:6]
     runs = load_experiment(exp_path).runs(scale)
-    run_sweep(runs, results, FakeStages(log, float(sleep)), poll_s=0.2)
+    run_sweep(runs, results, FakePhases(log, float(sleep)), poll_s=0.2)

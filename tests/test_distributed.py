@@ -104,7 +104,7 @@ def test_two_nodes_train_and_sample_like_one_process_and_only_global_rank_0_writ
 
 
 def test_the_sweep_runners_launch_for_several_processes(tmp_path):
-    from mpdit_bench.sweeps.experiment import RunSpec
+    from mpdit_bench.sweeps.runspec import RunSpec
     from mpdit_bench.sweeps.pipeline import Pipeline, train_command
 
     from mpdit_bench.models import model_config

@@ -51,7 +51,42 @@ def test_sweep_dry_run_refuses_what_training_refuses(tmp_path, section, given, k
     assert not (tmp_path / "results").exists()
 
 
-def test_the_sample_stages_own_keys_stay_out_of_the_run_config(tmp_path):
+@pytest.mark.parametrize("ref, why", [
+    ("fashion-mnist:test:0", "the count '0' must be a positive integer"),
+    ("fashion-mnist:valid", "dataset 'fashion-mnist:valid' is unknown"),
+    ("fashion-mnist:test:many", "the count 'many' must be a positive integer"),
+    ("refs/reference_images.npy", "unsupported file type '.npy'"),
+])
+def test_sweep_dry_run_refuses_a_malformed_reference(tmp_path, ref, why):
+    data = copy.deepcopy(EXPERIMENT)
+    data["scales"]["cpu"]["eval"]["ref"] = ref
+    path = _write(tmp_path, data)
+    result = runner.invoke(app, ["sweep", str(path), "--scale", "cpu", "--dry-run", "--results",
+                                 str(tmp_path / "results")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert str(path) in text and f"key 'eval.ref' = {ref!r}" in text and why in text
+    assert "an ADM .npz" in text and "fashion-mnist:test" in text  # what is allowed
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("ref", ["fashion-mnist:test", "fashion-mnist:train:100", "refs/not_here_yet.npz",
+                                 "refs/an_image_folder"])
+def test_a_well_formed_reference_passes_at_load(tmp_path, ref):
+    data = copy.deepcopy(EXPERIMENT)
+    data["scales"]["cpu"]["eval"]["ref"] = ref
+    assert load_experiment(_write(tmp_path, data)).runs("cpu")[0].eval["ref"] == ref
+
+
+def test_search_refuses_a_malformed_reference_at_load(tmp_path):
+    space = yaml.safe_load((ROOT / "experiments" / "search_space.yaml").read_text())
+    space["settings"]["eval"]["ref"] = "fashion-mnist:test:0"
+    with pytest.raises(ConfigError) as err:
+        load_space(_write(tmp_path, space, "space.yaml"))
+    assert err.value.key == "eval.ref" and "positive integer" in str(err.value)
+
+
+def test_the_sample_phases_own_keys_stay_out_of_the_run_config(tmp_path):
     spec = load_experiment(_write(tmp_path, EXPERIMENT)).runs("cpu")[0]
     assert spec.sample["device"] == "cpu" and spec.run_config()["sample"] == {"steps": 2}
 

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from mpdit_bench.models import model_config
-from mpdit_bench.sweeps.experiment import expand, load_experiment, training_flops
+from mpdit_bench.sweeps.budget import training_flops
+from mpdit_bench.sweeps.expand import expand
+from mpdit_bench.sweeps.experiment import load_experiment
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "ppflow.yaml"
 ARCHS = {"SiT-{}/2 (isotropic)", "MPDiT-{}", "PPF-{}-2", "PPF-{}-3", "MPDiT-{}+PPF-2"}

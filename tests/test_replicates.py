@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
-from mpdit_bench.sweeps.experiment import load_experiment, reference_label
+from mpdit_bench.sweeps.experiment import load_experiment
+from mpdit_bench.sweeps.references import reference_label
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 EXPERIMENT = {
@@ -82,12 +83,12 @@ def test_report_shows_means_over_seeds_and_verdicts(tmp_path):
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from sweep_fakes import FakeStages
+    from sweep_fakes import FakePhases
 
     from mpdit_bench.reports.report import write_reports
     from mpdit_bench.sweeps.runner import run_sweep
 
-    class SeededMetrics(FakeStages):
+    class SeededMetrics(FakePhases):
         """k=4 is worse than the reference by 1.0 +- 0.1 on every seed; k=6 equals it up to seed noise."""
 
         def evaluate(self, spec, run_dir):

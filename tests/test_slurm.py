@@ -132,14 +132,14 @@ def test_a_cancelled_job_resubmitted_resumes_from_its_checkpoint(cluster, tmp_pa
     (run,) = run_dirs(results, "slurm_resume")
     state = json.loads((run / "state.json").read_text())
     saved = checkpoint.load(run / "checkpoints" / "last.pt")["step"]
-    assert set(state["stages"]) == {"count"} and 5 <= saved < 200 and not (run / "record.json").exists()
+    assert set(state["phases"]) == {"count"} and 5 <= saved < 200 and not (run / "record.json").exists()
     assert completions(cluster)[raw_id(cluster, job)]["state"] == "CANCELLED"
 
     (job2,) = sweep(cluster, path, results)
     wait(cluster, [job2])
     assert completions(cluster)[raw_id(cluster, job2)]["state"] == "COMPLETED"
     after = json.loads((run / "state.json").read_text())
-    assert after["attempts"] == 2 and after["stages"]["count"] == state["stages"]["count"]  # not counted again
+    assert after["attempts"] == 2 and after["phases"]["count"] == state["phases"]["count"]  # not counted again
     log = (run / "logs" / "train.log").read_text()
     assert log.count("mpdit_bench train") == 2 and f"resumed from {run / 'checkpoints' / 'last.pt'} at step" in log
     resumed_at = int(re.search(r"resumed from .* at step (\d+)", log).group(1))

@@ -9,7 +9,9 @@ import yaml
 from mpdit_bench.counting import training_flops_per_sample
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import build_model, model_config
-from mpdit_bench.sweeps.experiment import cpu_scaled, equal_compute_steps, load_experiment
+from mpdit_bench.sweeps.budget import equal_compute_steps
+from mpdit_bench.sweeps.cpu_scale import cpu_scaled
+from mpdit_bench.sweeps.experiment import load_experiment
 
 SCALES = {
     "cpu": {"data": {"name": "fashion-mnist"}, "train": {"global_batch": 8, "steps": 50, "lr": 1e-3},

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from mpdit_bench.engine.run_config import validate_run_config
-from mpdit_bench.sweeps.experiment import expand, load_experiment
+from mpdit_bench.sweeps.expand import expand
+from mpdit_bench.sweeps.experiment import load_experiment
 
 EXPERIMENTS = sorted(p for p in Path("experiments").glob("*.yaml")
                      if not p.name.startswith(("train_", "search_")) and p.name != "ppflow_fmnist_cpu.yaml")

@@ -7,7 +7,8 @@ import yaml
 
 from mpdit_bench.config import ConfigError
 from mpdit_bench.models import model_config
-from mpdit_bench.sweeps.experiment import cpu_scaled, load_experiment
+from mpdit_bench.sweeps.cpu_scale import cpu_scaled
+from mpdit_bench.sweeps.experiment import load_experiment
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 
@@ -43,6 +44,23 @@ def test_expansion_counts_and_duplicates(tmp_path):
     fast = runs[-1]
     assert fast.label == "fast" and fast.train["steps"] == 2 and runs[0].train["steps"] == 4
     assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_the_file_is_read_once_into_typed_settings(tmp_path):
+    from mpdit_bench.sweeps.cpu_scale import CPU_RESOLUTION
+    from mpdit_bench.sweeps.settings import ScaleSettings
+
+    path = write(tmp_path, {**BASE, "seeds": 2, "reference": "fast"})
+    exp = load_experiment(path)
+    assert exp.model == "MPDiT-B" and exp.seeds == 2 and exp.reference == {None: "fast"} and exp.budget is None
+    assert list(exp.scales) == ["cpu", "paper"] and all(isinstance(s, ScaleSettings) for s in exp.scales.values())
+    assert exp.scales["paper"].nproc == 8 and exp.scales["paper"].train["epochs"] == 80
+    assert exp.scales["cpu"].resolution == 256 and exp.workers("cpu") == 1 and exp.workers("paper") == 1
+    assert len(exp.points) == 2 * 3 + 3
+    assert exp.points[-1] == {"model": "MPDiT-B", "label": "fast", "cpu.train.steps": 2}
+    path.unlink()  # runs resolve from the parsed experiment, never from the file again
+    runs = exp.runs("cpu")
+    assert len(runs) == 2 * 8 and all(r.resolution == CPU_RESOLUTION for r in runs)
 
 
 def test_ids_stable_and_sensitive(tmp_path):

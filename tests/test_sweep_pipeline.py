@@ -1,4 +1,4 @@
-"""The stage layer: the command lines of the contracts, and a run driven through a stand-in CLI."""
+"""The phase layer: the command lines of the contracts, and a run driven through a stand-in CLI."""
 
 import json
 import sys
@@ -84,7 +84,7 @@ def test_validation_hook_stops_training(specs, tmp_path, monkeypatch):
         execute_run(cpu, run, Pipeline(entry=FAKE_CLI), on_validation=stop)
     assert not (run / "summary.json").exists()  # the training process was stopped before it finished
     state = json.loads((run / "state.json").read_text())
-    assert set(state["stages"]) == {"count"} and state["current"] == "train"
+    assert set(state["phases"]) == {"count"} and state["current"] == "train"
 
 
 def cpu_params(spec):

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sweep_fakes import FakeStages  # noqa: E402
+from sweep_fakes import FakePhases  # noqa: E402
 
 from mpdit_bench.reports.plots import indistinguishable, pareto_front, pareto_plot  # noqa: E402
 from mpdit_bench.reports.report import write_reports  # noqa: E402
@@ -27,7 +27,7 @@ EXPERIMENT = {
 }
 
 
-class FakeMetrics(FakeStages):
+class FakeMetrics(FakePhases):
     """Fake evaluation: a made-up proxy value for every run but k=8, whose evaluator 'reported null'."""
 
     def evaluate(self, spec, run_dir):

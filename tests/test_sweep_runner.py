@@ -1,4 +1,4 @@
-"""The runner: each run done once, stage-level resume after SIGKILL, concurrent workers, records, Slurm plan."""
+"""The runner: each run done once, phase-level resume after SIGKILL, concurrent workers, records, Slurm plan."""
 
 import os
 import signal
@@ -13,7 +13,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _data import needs_fashion_mnist  # noqa: E402
-from sweep_fakes import FakeStages, read_events  # noqa: E402
+from sweep_fakes import FakePhases, read_events  # noqa: E402
 
 from mpdit_bench.sweeps.experiment import load_experiment  # noqa: E402
 from mpdit_bench.sweeps.records import load_records  # noqa: E402
@@ -48,16 +48,16 @@ def worker(path, results, log, sleep):
 
 
 def starts(events):
-    return Counter((e["run"], e["stage"]) for e in events if e["event"] == "start")
+    return Counter((e["run"], e["phase"]) for e in events if e["event"] == "start")
 
 
 def test_runs_once_and_records(sweep):
     path, runs, results, log = sweep
-    result = run_sweep(runs, results, FakeStages(log))
+    result = run_sweep(runs, results, FakePhases(log))
     assert sorted(result.finished) == sorted(r.run_id for r in runs) and not result.failed
     first = read_events(log)
     assert set(starts(first).values()) == {1} and len(starts(first)) == 4 * len(runs)
-    assert run_sweep(runs, results, FakeStages(log)).finished == []  # finished runs are never repeated
+    assert run_sweep(runs, results, FakePhases(log)).finished == []  # finished runs are never repeated
     assert read_events(log) == first
     frame = load_records(results)
     assert len(frame) == len(runs) and frame["metric.fd_fmnist_proxy"].isna().all()  # null stays missing
@@ -66,18 +66,38 @@ def test_runs_once_and_records(sweep):
     assert rec["params"] > 0 and rec["gflops"] > 0 and rec["software"]["python"]
 
 
-def test_stage_resume_after_a_failure(sweep):
+def test_phase_resume_after_a_failure(sweep):
     path, runs, results, log = sweep
-    broken = run_sweep(runs[:2], results, FakeStages(log, fail_stage="sample"))
+    broken = run_sweep(runs[:2], results, FakePhases(log, fail_phase="sample"))
     assert len(broken.failed) == 2 and not broken.finished
     state = load_state(run_dir_of(results, runs[0]))
-    assert set(state["stages"]) == {"count", "train"} and state["errors"]
+    assert set(state["phases"]) == {"count", "train"} and state["errors"]
     assert "failed" in _render(status_table(runs, results, "tiny"))
-    run_sweep(runs[:2], results, FakeStages(log))
+    run_sweep(runs[:2], results, FakePhases(log))
     counts = starts(read_events(log))
     for spec in runs[:2]:  # resumed at sampling: training ran once
         assert counts[(spec.run_id, "train")] == 1 and counts[(spec.run_id, "sample")] == 2
         assert (run_dir_of(results, spec) / "record.json").is_file()
+
+
+def test_a_state_file_with_its_phases_under_stages_resumes(sweep):
+    """state.json files that keep the finished phases under ``stages`` resume at the first phase missing."""
+    import json
+
+    path, runs, results, log = sweep
+    run_sweep(runs[:1], results, FakePhases(log, fail_phase="sample"))
+    run_dir = run_dir_of(results, runs[0])
+    state = json.loads((run_dir / "state.json").read_text())
+    state["stages"] = state.pop("phases")
+    (run_dir / "state.json").write_text(json.dumps(state))
+    assert set(load_state(run_dir)["phases"]) == {"count", "train"}
+    run_sweep(runs[:1], results, FakePhases(log))
+    counts = starts(read_events(log))
+    assert counts[(runs[0].run_id, "train")] == 1 and counts[(runs[0].run_id, "sample")] == 2
+    written = json.loads((run_dir / "state.json").read_text())
+    assert "stages" not in written and set(written["phases"]) == {"count", "train", "sample", "evaluate"}
+    record = json.loads((run_dir / "record.json").read_text())
+    assert set(record["timings"]) == {"count", "train", "sample", "evaluate"}
 
 
 @pytest.mark.slow
@@ -86,22 +106,22 @@ def test_resume_after_sigkill(sweep):
     proc = worker(path, results, log, 0.1)
     deadline = time.time() + 60
     while time.time() < deadline:  # kill in the middle of the third run's training
-        if any(e["stage"] == "train" and e["event"] == "start" for e in read_events(log)[12:]):
+        if any(e["phase"] == "train" and e["event"] == "start" for e in read_events(log)[12:]):
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = read_events(log)
-    done_before = {(e["run"], e["stage"]) for e in before if e["event"] == "done"}
+    done_before = {(e["run"], e["phase"]) for e in before if e["event"] == "done"}
     assert 0 < len(done_before) < 4 * len(runs)
     records_before = {p.parent.name: p.stat().st_mtime_ns for p in results.rglob("record.json")}
 
     restarted = worker(path, results, log, 0.0)
     assert restarted.wait(timeout=120) == 0
     after = read_events(log)[len(before):]
-    redone = {(e["run"], e["stage"]) for e in after if e["event"] == "start"} & done_before
+    redone = {(e["run"], e["phase"]) for e in after if e["event"] == "start"} & done_before
     assert not redone  # nothing that had finished was run again
-    done = Counter((e["run"], e["stage"]) for e in before + after if e["event"] == "done")
+    done = Counter((e["run"], e["phase"]) for e in before + after if e["event"] == "done")
     assert all(done[(r.run_id, "evaluate")] == 1 for r in runs)  # every run finished exactly once
     for spec in runs:
         assert (run_dir_of(results, spec) / "record.json").is_file()
@@ -119,7 +139,7 @@ def test_two_workers_never_share_a_run(sweep):
     by_run = {}
     for e in events:
         by_run.setdefault(e["run"], set()).add(e["pid"])
-    assert all(len(pids) == 1 for pids in by_run.values())  # one worker did all of a run's stages
+    assert all(len(pids) == 1 for pids in by_run.values())  # one worker did all of a run's phases
     assert len(list(results.rglob("record.json"))) == len(runs)
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sweep_fakes import FakeStages, read_events  # noqa: E402
+from sweep_fakes import FakePhases, read_events  # noqa: E402
 
 from mpdit_bench.config import ConfigError  # noqa: E402
 from mpdit_bench.counting import analytic_counts  # noqa: E402
@@ -28,7 +28,7 @@ SPACE = {
 }
 
 
-class FakeQuality(FakeStages):
+class FakeQuality(FakePhases):
     """A fake, cheap objective: wider and deeper is 'better', so quality trades against GFLOPs."""
 
     def evaluate(self, spec, run_dir):
@@ -60,7 +60,7 @@ def test_search_respects_budget_and_finds_a_front(tmp_path):
     infeasible = [t for t in trials if "infeasible" in t.user_attrs]
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert infeasible and complete
-    trained = {e["run"] for e in read_events(log) if e["stage"] == "train"}
+    trained = {e["run"] for e in read_events(log) if e["phase"] == "train"}
     for t in infeasible:  # pruned before training: no run was started for them
         assert t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["gflops"] > data["budget"]["max_gflops"]
         assert "run_id" not in t.user_attrs
@@ -75,6 +75,76 @@ def test_search_respects_budget_and_finds_a_front(tmp_path):
     again = run_search(space, 2, storage=str(tmp_path / "journal.log"), results_dir=tmp_path / "results",
                        pipeline=FakeQuality(log))
     assert len(again.get_trials()) == len(trials) + 2
+
+
+class FailingTrain(FakeQuality):
+    """Training raises ``error`` (after the count phase ran)."""
+
+    def __init__(self, log, error):
+        super().__init__(log)
+        self.error = error
+
+    def train(self, spec, run_dir, on_validation=None):
+        self._step(spec, "train")
+        raise self.error
+
+
+def _one_trial(tmp_path, error):
+    space = load_space(_write(tmp_path / "space.yaml", SPACE))
+    study = run_search(space, 1, storage=str(tmp_path / "journal.log"), results_dir=tmp_path / "results",
+                       pipeline=FailingTrain(tmp_path / "events.log", error))
+    (trial,) = study.get_trials()
+    return trial
+
+
+def test_a_failed_phase_fails_its_trial_with_the_message(tmp_path):
+    from mpdit_bench.sweeps.pipeline import PhaseError
+
+    trial = _one_trial(tmp_path, PhaseError("command failed with exit code 3: train config.yaml"))
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["failed"] == "phase failed"
+    assert "exit code 3" in trial.user_attrs["error"]
+
+
+@pytest.mark.parametrize("make_error", [
+    lambda: __import__("torch").cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    lambda: __import__("mpdit_bench.sweeps.pipeline", fromlist=["PhaseError"]).PhaseError(
+        "command failed with exit code 1: train\ntorch.OutOfMemoryError: CUDA out of memory."),
+], ids=["in-process", "command"])
+def test_an_out_of_memory_error_fails_its_trial_as_one(tmp_path, make_error):
+    trial = _one_trial(tmp_path, make_error())
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["failed"] == "out of memory"
+    assert "CUDA out of memory" in trial.user_attrs["error"]
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), RuntimeError("an unexpected error")],
+                         ids=["ValueError", "RuntimeError"])
+def test_any_other_error_stops_the_search(tmp_path, error):
+    with pytest.raises(type(error), match=str(error)):
+        _one_trial(tmp_path, error)
+
+
+def test_a_trial_resolves_to_the_run_a_sweep_makes_of_the_same_model(tmp_path):
+    """Search and sweep resolve runs through one function: a paper-scale trial and the experiment run of the
+    same model and settings are the same run (same id, config, overrides and recorded resolution)."""
+    from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.search import overrides_from_params
+
+    settings = {"resolution": 512, "nproc": 2, "data": {"name": "latents", "path": "latents"},
+                "train": {"global_batch": 32, "steps": 10, "seed": 3}, "sample": {"num": 16},
+                "eval": {"ref": "refs/reference.npz", "metrics": ["fid"]}}
+    space = load_space(_write(tmp_path / "space.yaml", {**SPACE, "scale": "paper", "head_dim": 64,
+                                                         "settings": settings,
+                                                         "objectives": [{"name": "fid"}, {"name": "gflops"}]}))
+    params = {"hidden_size": 384, "depth": 6, "refine_depth": 2, "hierarchy": "4,2", "upsample": "conv_transpose"}
+    trial, cfg = trial_spec(params, space)
+    experiment = {"name": "same", "base": {"model": "MPDiT-B"}, "scales": {"paper": settings},
+                  "axes": [{"variants": [{"model_overrides": overrides_from_params(params, space)}]}]}
+    (run,) = load_experiment(_write(tmp_path / "exp.yaml", experiment)).runs("paper")
+    assert trial.run_id == run.run_id and trial.model_config == run.model_config == cfg.to_dict()
+    assert trial.model_overrides == run.model_overrides and trial.resolution == run.resolution == 512
+    assert trial.seed == run.seed == 3 and trial.nproc == run.nproc == 2
 
 
 def test_median_rule_prunes_worse_than_median():

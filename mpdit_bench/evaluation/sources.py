@@ -169,10 +169,8 @@ def open_folder(path: Path) -> Source:
 
 # --- built-in datasets ---------------------------------------------------------------------------------------
 
-def open_dataset(spec: str) -> Source:
-    """'fashion-mnist:train', 'fashion-mnist:test' or either with ':N' (first N images), padded to 32x32."""
-    from mpdit_bench.data.fashion_mnist import load_arrays
-
+def parse_dataset(spec: str) -> tuple[str, Optional[int]]:
+    """(split, first N images or None) of a dataset name such as 'fashion-mnist:test:500'."""
     parts = spec.split(":")
     if len(parts) not in (2, 3) or ":".join(parts[:2]) not in DATASETS:
         raise SourceError(f"dataset {spec!r} is unknown; allowed: {', '.join(DATASETS)} (optionally :N)")
@@ -181,7 +179,15 @@ def open_dataset(spec: str) -> Source:
         if not parts[2].isdigit() or int(parts[2]) < 1:
             raise SourceError(f"dataset {spec!r}: the count {parts[2]!r} must be a positive integer")
         limit = int(parts[2])
-    images, labels = load_arrays(parts[1])
+    return parts[1], limit
+
+
+def open_dataset(spec: str) -> Source:
+    """'fashion-mnist:train', 'fashion-mnist:test' or either with ':N' (first N images), padded to 32x32."""
+    from mpdit_bench.data.fashion_mnist import load_arrays
+
+    split, limit = parse_dataset(spec)
+    images, labels = load_arrays(split)
     images, labels = images[:limit], labels[:limit]
 
     def read(batch_size: int) -> Iterator[np.ndarray]:
@@ -196,10 +202,26 @@ def open_dataset(spec: str) -> Source:
     return Source(spec, len(images), labels, _reader=read, _hasher=content_hash)
 
 
+def names_dataset(text: str) -> bool:
+    return text.split(":")[0] in {d.split(":")[0] for d in DATASETS} and not Path(text).exists()
+
+
+def check_spec(spec: str | Path) -> None:
+    """The form of a SAMPLES / REF argument, without reading any data: a dataset name must parse and a file
+    must be an .npz. A path that does not exist here passes (`open_source` refuses it when opened)."""
+    text = str(spec)
+    if names_dataset(text):
+        parse_dataset(text)
+        return
+    path = Path(text)
+    if not path.is_dir() and path.suffix != ".npz" and (path.is_file() or path.suffix):
+        raise SourceError(f"{path}: unsupported file type {path.suffix!r}; expected {SPEC_HELP}")
+
+
 def open_source(spec: str | Path) -> Source:
     """Any SAMPLES / REF argument -> Source; bad input fails here, before any compute."""
     text = str(spec)
-    if text.split(":")[0] in {d.split(":")[0] for d in DATASETS} and not Path(text).exists():
+    if names_dataset(text):
         return open_dataset(text)
     path = Path(text)
     if path.is_dir():

@@ -19,7 +19,9 @@ from mpdit_bench.reports.paper_render import table_markdown
 from mpdit_bench.reports.paper_tables import build_table
 from mpdit_bench.reports.plots import compute_plot, pareto_plot
 from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, fmt, markdown_table, table_row
-from mpdit_bench.sweeps.experiment import RunSpec, load_experiment, primary_metric, reference_label
+from mpdit_bench.sweeps.experiment import load_experiment
+from mpdit_bench.sweeps.references import reference_label
+from mpdit_bench.sweeps.runspec import RunSpec, primary_metric
 from mpdit_bench.sweeps.lookup import experiment_names
 
 
@@ -49,7 +51,7 @@ def write_reports(results_dir: str | Path, out_dir: str | Path, experiment: str 
         path = _experiment_file(name, experiments_dir)
         exp = load_experiment(path) if path else None
         mine = [r for r in records if r["experiment"] == name]
-        defined = list(exp.raw["scales"]) if exp else []  # no records yet: the architecture side only
+        defined = list(exp.scales) if exp else []  # no records yet: the architecture side only
         scales = sorted({r["scale"] for r in mine}) or (["paper"] if "paper" in defined else defined[:1])
         for scale in scales:
             md = _one_report(name, scale, exp, [r for r in mine if r["scale"] == scale], out_dir)
@@ -110,7 +112,7 @@ def _verdict_section(exp, configs: dict[str, tuple[RunSpec, list[dict]]], metric
 
 def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     by_id = {r["run_id"]: r for r in records}
-    specs = exp.runs(scale) if exp and scale in exp.raw["scales"] else []
+    specs = exp.runs(scale) if exp and scale in exp.scales else []
     known = {s.run_id for s in specs}
     specs += [RunSpec.from_dict(r["spec"]) for r in records if r["run_id"] not in known]  # e.g. search trials
     metrics = specs[0].eval["metrics"] if specs else []

@@ -15,7 +15,7 @@ from mpdit_bench import paper as published
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.paper.figures import paper_figures
 from mpdit_bench.counting import analytic_counts
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 
 NOT_IN_FACTS = "n/a (not in the paper)"
 MISSING = "—"

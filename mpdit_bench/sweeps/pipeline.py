@@ -28,13 +28,13 @@ import yaml
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.evaluation.metric_table import flags_for
 from mpdit_bench.files import write_text_atomic
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 
 ValidationHook = Callable[[int, float], None]  # on_validation(step, val_loss); may raise to stop training
 
 
-class StageError(RuntimeError):
-    """A stage's command failed; the message names the command and the tail of its log."""
+class PhaseError(RuntimeError):
+    """A phase's command failed, or left no result; the message names the command and the tail of its log."""
 
 
 # ---- command lines ---------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def run_command(cmd: list[str], log: Path, poll: Callable[[], None] | None = Non
             raise
     if proc.returncode:
         tail = log.read_text()[-2000:]
-        raise StageError(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
+        raise PhaseError(f"command failed with exit code {proc.returncode}: {' '.join(cmd)}\n{tail}")
 
 
 @contextlib.contextmanager
@@ -219,10 +219,10 @@ def last_json_object(text: str) -> dict[str, Any]:
     try:  # printed indented over several lines
         return json.loads(text[text.index("{"): text.rindex("}") + 1])
     except ValueError:
-        raise StageError(f"no JSON object in the evaluate output:\n{text[-2000:]}") from None
+        raise PhaseError(f"no JSON object in the evaluate output:\n{text[-2000:]}") from None
 
 
-# ---- the stages ------------------------------------------------------------------------------------
+# ---- the phases ------------------------------------------------------------------------------------
 class Pipeline:
     """count -> train -> heldout -> sample -> evaluate for one run directory; each returns a JSON-able dict."""
 
@@ -271,7 +271,7 @@ class Pipeline:
             poll()
         summary = run_dir / "summary.json"
         if not summary.is_file() or not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise StageError(f"training finished without {summary} and checkpoints/last.pt")
+            raise PhaseError(f"training finished without {summary} and checkpoints/last.pt")
         return json.loads(summary.read_text())
 
     def heldout(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
@@ -295,7 +295,7 @@ class Pipeline:
         else:
             run_command(cmd, log)
         if not samples.is_file():
-            raise StageError(f"sampling finished without {samples}")
+            raise PhaseError(f"sampling finished without {samples}")
         grid = run_dir / "samples.png"
         return {"samples": samples.name, "grid": grid.name if grid.is_file() else None, "num": spec.sample["num"]}
 
@@ -316,7 +316,7 @@ class Pipeline:
         with open(log, "a") as f:
             f.write(f"\n$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
         if proc.returncode:
-            raise StageError(f"evaluate failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+            raise PhaseError(f"evaluate failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
         return last_json_object(proc.stdout)
 
 

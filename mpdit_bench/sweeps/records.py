@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench.files import sha256_file
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.sweeps.pipeline import read_metrics_csv
 
 RECORD_VERSION = 2  # 2: seed, smoke, intervals, bootstrap_replicates, heldout
@@ -68,11 +68,11 @@ def images_seen(spec: RunSpec, summary: dict[str, Any]) -> int | None:
 
 def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """Everything about one finished run: what it was, what it cost, what it scored."""
-    stages = state["stages"]
-    count = stages.get("count", {}).get("result", {})
-    train = stages.get("train", {}).get("result", {})
-    evaluation = dict(stages.get("evaluate", {}).get("result", {}))
-    heldout = dict(stages.get("heldout", {}).get("result", {}))
+    phases = state["phases"]
+    count = phases.get("count", {}).get("result", {})
+    train = phases.get("train", {}).get("result", {})
+    evaluation = dict(phases.get("evaluate", {}).get("result", {}))
+    heldout = dict(phases.get("heldout", {}).get("result", {}))
     metrics = {k: v for k, v in {**evaluation, **heldout}.items()  # numbers and nulls; lists stay below
                if k not in ("bootstrap", "bootstrap_s", "heldout_s")
                and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))}
@@ -82,7 +82,7 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
               "samples_sha256": _sha256_if_small(run_dir / "samples.npz"),
               "inception_weights_sha256": evaluation.get("inception_weights_sha256"),
               "reference_sha256": evaluation.get("reference_sha256")}
-    sample = stages.get("sample", {}).get("result", {})
+    sample = phases.get("sample", {}).get("result", {})
     return {
         "record_version": RECORD_VERSION,
         "run_id": spec.run_id, "experiment": spec.experiment, "scale": spec.scale, "label": spec.label,
@@ -95,7 +95,7 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
         "evaluation": {k: v for k, v in evaluation.items() if k != "bootstrap_replicates"},
         "heldout": {k: v for k, v in heldout.items() if k != "bootstrap_replicates"},
         "curve": read_metrics_csv(run_dir / "metrics.csv"),
-        "timings": {name: s.get("seconds") for name, s in stages.items()},
+        "timings": {name: s.get("seconds") for name, s in phases.items()},
         "sample_grid": str(run_dir / sample["grid"]) if sample.get("grid") else None,
         "run_dir": str(run_dir),
         "hardware": dict(hardware()), "software": dict(software()), "hashes": hashes,

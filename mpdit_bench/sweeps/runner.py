@@ -2,7 +2,7 @@
 
 Layout: ``RESULTS/<experiment>/<scale>/<run_id>/`` per run (state.json, record.json, the training run
 directory's files). A worker loops over the runs not finished yet, claims one (state.claim), resumes it
-at the first stage not recorded in state.json, and writes record.json last. Any number of workers, on
+at the first phase not recorded in state.json, and writes record.json last. Any number of workers, on
 one machine or on Slurm nodes sharing the folder, can run the same sweep; each run is done once.
 """
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.sweeps.records import build_record
 from mpdit_bench.sweeps.pipeline import Pipeline, ValidationHook
-from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, read_json,
-                                      write_json_atomic)
+from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, phases_of,
+                                      read_json, write_json_atomic)
 
 
 def cpu_cores() -> int:
@@ -63,7 +63,7 @@ def run_dir_of(results_dir: Path, spec: RunSpec) -> Path:
 
 
 def execute_run(spec: RunSpec, run_dir: Path, pipeline: Any, on_validation: ValidationHook | None = None,
-                on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
+                on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the phases not yet recorded for this run (the caller holds its claim); returns the record."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "run.json", spec.to_dict())
@@ -71,16 +71,16 @@ def execute_run(spec: RunSpec, run_dir: Path, pipeline: Any, on_validation: Vali
     state["attempts"] = state.get("attempts", 0) + 1
     write_json_atomic(run_dir / STATE, state)
     for name in pipeline.names:
-        if name in state["stages"]:
+        if name in state["phases"]:
             continue  # finished before a kill or a crash: never redone
-        if on_stage:
-            on_stage(name)
+        if on_phase:
+            on_phase(name)
         state["current"] = name
         write_json_atomic(run_dir / STATE, state)
         start = time.time()
         fn = getattr(pipeline, name)
         result = fn(spec, run_dir, on_validation) if name == "train" and on_validation else fn(spec, run_dir)
-        state["stages"][name] = {"result": result, "seconds": time.time() - start, "finished_at": time.time()}
+        state["phases"][name] = {"result": result, "seconds": time.time() - start, "finished_at": time.time()}
         state["current"] = None
         write_json_atomic(run_dir / STATE, state)
     record = build_record(spec, state, run_dir)
@@ -116,7 +116,7 @@ def run_sweep(runs: list[RunSpec], results_dir: str | Path, pipeline: Any | None
                 progressed = True
                 log(f"{worker}: run {spec.run_id} {spec.label}")
                 try:
-                    execute_run(spec, run_dir, pipeline, on_stage=lambda name: view() if view else None)
+                    execute_run(spec, run_dir, pipeline, on_phase=lambda name: view() if view else None)
                     finished.append(spec.run_id)
                 except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
                     failed[spec.run_id] = f"{type(err).__name__}: {err}"
@@ -145,7 +145,7 @@ def run_status(spec: RunSpec, results_dir: Path) -> tuple[str, str]:
         return "running", f"{state.get('current') or ''} ({owner.get('worker', '?')})"
     if state.get("errors"):
         return "failed", state["errors"][-1].get("message", "")[:100]
-    done = ",".join(state.get("stages", {}))
+    done = ",".join(phases_of(state))
     return "waiting", f"done: {done}" if done else ""
 
 
@@ -170,7 +170,7 @@ def dry_run_rows(runs: list[RunSpec], threads: int = 2) -> list[dict[str, Any]]:
     from mpdit_bench.config import ModelConfig
     from mpdit_bench.counting import analytic_counts
     from mpdit_bench.sweeps.costs import estimate_cost
-    from mpdit_bench.sweeps.experiment import training_flops
+    from mpdit_bench.sweeps.budget import training_flops
 
     rows = []
     for spec in runs:

@@ -18,6 +18,10 @@ when its validation loss is above the median of the completed trials' validation
 step, once ``min_trials`` completed trials have one. Validation curves live in the trials' user
 attributes, so the rule works across workers sharing a storage.
 
+Failures: a trial whose phase fails (`PhaseError`) or runs out of memory is marked failed, its user
+attributes ``failed`` ("phase failed", "out of memory", "metric missing") and ``error`` (the message) saying
+why; the search goes on. Any other error stops the search.
+
 Seeding: ``sampler.seed`` makes a search started on an empty study reproducible. A worker joining a study
 that already has trials (a second worker, or a resumed search) draws from a seed mixed with the trial count
 and its process id: with the plain seed it would propose the same parameters the first worker already tried.
@@ -34,9 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mpdit_bench.config import ConfigError, load_yaml
+from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
 from mpdit_bench.models import get_preset
-from mpdit_bench.sweeps.experiment import CPU_GEOMETRY, RunSpec, _check_scale, _check_settings, check_run, run_id
+from mpdit_bench.sweeps.cpu_scale import CPU_GEOMETRY
+from mpdit_bench.sweeps.expand import run_spec
+from mpdit_bench.sweeps.runspec import RunSpec
+from mpdit_bench.sweeps.settings import ScaleSettings, check_settings, parse_scale
 from mpdit_bench.validation import require as _need
 
 SPACE_KEYS = ("upsample", "upsample_refine", "time_embedder", "time_embedder_layers", "class_tokens", "refine_depth",
@@ -52,7 +59,7 @@ class SearchSpace:
     path: str
     scale: str
     model: str
-    settings: dict[str, Any]
+    settings: ScaleSettings
     space: dict[str, Any]
     head_dim: int
     objectives: list[dict[str, str]]
@@ -72,10 +79,8 @@ def load_space(path: str | Path) -> SearchSpace:
         _need(key in TOP_KEYS, key, raw[key], "one of " + ", ".join(TOP_KEYS), source)
     scale = raw.get("scale", "cpu")
     _need(scale in ("cpu", "paper"), "scale", scale, "cpu or paper", source)
-    settings = raw.get("settings", {})
-    _check_scale(settings, "settings", source)
-    _check_settings({"nproc": settings.get("nproc", 1), "train": settings.get("train", {}),
-                     "sample": settings.get("sample", {}), "eval": settings.get("eval", {})}, "settings", source)
+    settings = parse_scale(raw.get("settings", {}), "settings", source)
+    check_settings(settings.nproc, settings.train, settings.sample, settings.eval, "settings", source)
     model = (raw.get("base") or {}).get("model", "MPDiT-B")
     try:
         get_preset(model)
@@ -89,7 +94,7 @@ def load_space(path: str | Path) -> SearchSpace:
                                                  and set(dom) <= {"low", "high", "step"})
         _need(bool(ok), f"space.{key}", dom, "a non-empty list of choices or {low: int, high: int[, step: int]}",
               source)
-    allowed = list(settings["eval"]["metrics"]) + list(COUNT_OBJECTIVES)
+    allowed = list(settings.eval["metrics"]) + list(COUNT_OBJECTIVES)
     objectives = raw.get("objectives") or []
     _need(isinstance(objectives, list) and len(objectives) >= 2, "objectives", objectives,
           "a list of at least two {name, direction} (quality metric and GFLOPs)", source)
@@ -156,22 +161,17 @@ def overrides_from_params(params: dict[str, Any], space: SearchSpace) -> dict[st
     return over
 
 
-def trial_spec(params: dict[str, Any], space: SearchSpace):
-    """(RunSpec, model config) for a trial's parameters; ConfigError when the combination is invalid."""
+def trial_spec(params: dict[str, Any], space: SearchSpace) -> tuple[RunSpec, ModelConfig]:
+    """(RunSpec, model config) for a trial's parameters; ConfigError when the combination is invalid. The
+    width and depth are the run's own (no CPU rule), so the config is also the run's full config."""
     from mpdit_bench.models import model_config
 
-    over = overrides_from_params(params, space)
-    resolution = space.settings.get("resolution", 256)
-    cfg = model_config(space.model, resolution, **over)
-    preset = get_preset(space.model).config.to_dict()
-    overrides = {k: v for k, v in cfg.to_dict().items() if preset[k] != v and k != "refine_depth"}
     s = space.settings
-    spec = RunSpec(space.name, space.scale, " ".join(f"{k}={v}" for k, v in params.items()), get_preset(space.model).name,
-                   overrides, cfg.to_dict(), cfg.to_dict(), resolution if space.scale == "paper" else 256,
-                   int(s.get("nproc", 1)), s.get("data", {}), s["train"], s["sample"], s["eval"], s.get("slurm", {}),
-                   {f"model_overrides.{k}": v for k, v in params.items()})
-    spec.run_id = run_id(spec)
-    check_run(spec, space.path)
+    cfg = model_config(space.model, s.resolution, **overrides_from_params(params, space))
+    spec = run_spec(experiment=space.name, scale=space.scale, label=" ".join(f"{k}={v}" for k, v in params.items()),
+                    model=space.model, model_config=cfg, full_config=cfg, resolution=s.resolution,
+                    nproc=int(s.nproc), data=s.data, train=s.train, sample=s.sample, eval=s.eval, slurm=s.slurm,
+                    axes={f"model_overrides.{k}": v for k, v in params.items()}, source=space.path)
     return spec, cfg
 
 
@@ -245,11 +245,47 @@ def create_study(space: SearchSpace, storage: str | None, results_dir: Path):
     return study
 
 
+# ---- failed trials -------------------------------------------------------------------------------------
+class TrialFailed(Exception):
+    """A trial whose run failed (a phase failed, or ran out of memory): the study marks it failed and
+    goes on. The reason and the message are in the trial's user attributes ``failed`` and ``error``."""
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A CUDA out-of-memory error, raised in this process or reported by a phase's command."""
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (isinstance(err, RuntimeError)
+                                                          and "out of memory" in str(err))
+
+
+def failed_trial(trial, reason: str, message: str) -> TrialFailed:
+    trial.set_user_attr("failed", reason)
+    trial.set_user_attr("error", message[-4000:])
+    return TrialFailed(f"trial {trial.number}: {reason}: {message}")
+
+
+def run_trial(spec, run_dir: Path, pipeline: Any, trial, on_validation) -> None:
+    """Run the trial's phases; a failed phase or an out-of-memory error becomes `TrialFailed`, any other
+    error propagates (a bug of the suite must stop the search, not hide in a failed trial)."""
+    from mpdit_bench.sweeps.pipeline import PhaseError
+    from mpdit_bench.sweeps.runner import execute_run
+
+    try:
+        execute_run(spec, run_dir, pipeline, on_validation=on_validation)
+    except Exception as err:
+        if is_out_of_memory(err):
+            raise failed_trial(trial, "out of memory", f"{type(err).__name__}: {err}") from err
+        if isinstance(err, PhaseError):
+            raise failed_trial(trial, "phase failed", str(err)) from err
+        raise
+
+
 def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
     import optuna
 
     from mpdit_bench.counting import analytic_counts
-    from mpdit_bench.sweeps.runner import execute_run, run_dir_of
+    from mpdit_bench.sweeps.runner import run_dir_of
     from mpdit_bench.sweeps.state import RECORD, claim, is_finished, read_json
 
     def objective(trial) -> list[float]:
@@ -271,7 +307,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
         while not is_finished(run_dir):
             with claim(run_dir, f"trial {trial.number}") as mine:
                 if mine and not is_finished(run_dir):
-                    execute_run(spec, run_dir, pipeline, on_validation=median_rule(study, trial, space.pruning))
+                    run_trial(spec, run_dir, pipeline, trial, median_rule(study, trial, space.pruning))
                     break
             time.sleep(5)  # the same config is being trained by another worker: reuse its record
         record = read_json(run_dir / RECORD)
@@ -282,7 +318,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
         for obj in space.objectives:
             value = counts[obj["name"]] if obj["name"] in COUNT_OBJECTIVES else record["metrics"].get(obj["name"])
             if value is None or (isinstance(value, float) and math.isnan(value)):
-                raise RuntimeError(f"trial {trial.number}: metric {obj['name']!r} missing from the evaluation")
+                raise failed_trial(trial, "metric missing", f"{obj['name']!r} is not in the evaluation's metrics")
             values.append(float(value))
         return values
 
@@ -297,5 +333,5 @@ def run_search(space: SearchSpace, trials: int, storage: str | None = None, resu
     results_dir = Path(results_dir)
     study = create_study(space, storage, results_dir)
     objective = make_objective(space, study, results_dir, pipeline or Pipeline())
-    study.optimize(objective, n_trials=trials, catch=(RuntimeError,), gc_after_trial=True)
+    study.optimize(objective, n_trials=trials, catch=(TrialFailed,), gc_after_trial=True)
     return study

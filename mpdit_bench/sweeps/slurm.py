@@ -1,12 +1,12 @@
 """Submitting a sweep to Slurm with submitit: one job per unfinished run, same commands as locally.
 
-Each job runs the local runner on its one run, so claims, stage resume and records work unchanged; a job
+Each job runs the local runner on its one run, so claims, phase resume and records work unchanged; a job
 resubmitted after a preemption resumes its run where it stopped. Executor settings come from the scale's
 ``slurm:`` section of the experiment, overridden by ``--slurm key=value`` on the command line. Keys are
 submitit's AutoExecutor parameters (timeout_min, slurm_partition, nodes, gpus_per_node, cpus_per_task, ...).
 
-A job of several nodes runs the runner once, on its first node (no srun around it); its train stage starts
-one torchrun per node with srun (`stages.train_command`), so ``nproc`` processes run on every node.
+A job of several nodes runs the runner once, on its first node (no srun around it); its train phase starts
+one torchrun per node with srun (`pipeline.train_command`), so ``nproc`` processes run on every node.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mpdit_bench.sweeps.experiment import RunSpec
+from mpdit_bench.sweeps.runspec import RunSpec
 
 DEFAULTS = {"timeout_min": 60 * 24, "nodes": 1, "tasks_per_node": 1}
 

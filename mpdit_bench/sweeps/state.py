@@ -1,6 +1,6 @@
 """Per-run state on disk: atomic JSON files and exclusive claims that die with their owner.
 
-A run directory holds ``state.json`` (stages finished so far, rewritten atomically after each stage),
+A run directory holds ``state.json`` (phases finished so far, rewritten atomically after each phase),
 ``record.json`` (written last: its presence means the run is finished) and ``.claim``, a lock file
 held with ``fcntl.flock`` by the worker running it. The kernel drops a flock when its process dies, even
 by SIGKILL, so a claim is never stale: a restarted or second worker takes the run over at once. (On
@@ -74,5 +74,15 @@ def is_claimed(run_dir: Path) -> bool:
     return False
 
 
+def phases_of(state: dict[str, Any]) -> dict[str, Any]:
+    """The finished phases of a state read from disk. ``stages`` is the key's other spelling in
+    state.json, still read so that a sweep begun with it resumes."""
+    return state.get("phases", state.get("stages", {}))
+
+
 def load_state(run_dir: Path) -> dict[str, Any]:
-    return read_json(run_dir / STATE) or {"stages": {}, "attempts": 0, "errors": []}
+    """The run's state, its finished phases under ``phases`` (see `phases_of`)."""
+    state = read_json(run_dir / STATE) or {"attempts": 0, "errors": []}
+    state["phases"] = phases_of(state)
+    state.pop("stages", None)
+    return state
