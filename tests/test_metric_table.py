@@ -77,7 +77,7 @@ def test_each_flag_computes_the_metrics_the_table_gives_it(fake_inception, tmp_p
 
 
 def test_the_experiment_metric_list_and_the_sweep_flags_come_from_the_table():
-    from mpdit_bench.sweeps.experiment import METRICS
+    from mpdit_bench.sweeps.settings import METRICS
     from mpdit_bench.sweeps.pipeline import cli_metrics
 
     assert METRICS == T.EVALUATED and "heldout_loss" not in METRICS  # held-out loss is not evaluate's

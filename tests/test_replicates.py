@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from mpdit_bench.cli import app
 from mpdit_bench.config import ConfigError
 from mpdit_bench.sweeps.experiment import load_experiment
-from mpdit_bench.sweeps.references import reference_label
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 EXPERIMENT = {
@@ -46,7 +45,7 @@ def test_seeds_change_the_run_id_only(tmp_path):
     assert unreplicated[0].run_id == k4[0].run_id  # adding seeds keeps the runs already made
     iso = [r for r in runs if r.label == "iso"]
     assert len(iso) == 1 and iso[0].smoke and not k4[0].smoke
-    assert reference_label(exp, k4[0]) == "iso"
+    assert exp.reference_label(k4[0]) == "iso"
     assert len(exp.runs("cpu", seeds=2)) == 2 * 3  # --seeds N overrides every run's seeds
 
 

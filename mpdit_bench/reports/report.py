@@ -20,7 +20,6 @@ from mpdit_bench.reports.paper_tables import build_table
 from mpdit_bench.reports.plots import compute_plot, pareto_plot
 from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, fmt, markdown_table, table_row
 from mpdit_bench.sweeps.experiment import load_experiment
-from mpdit_bench.sweeps.references import reference_label
 from mpdit_bench.sweeps.runspec import RunSpec, primary_metric
 from mpdit_bench.sweeps.lookup import experiment_names
 
@@ -95,7 +94,7 @@ def _verdict_section(exp, configs: dict[str, tuple[RunSpec, list[dict]]], metric
             summary = V.summarise(label, recs, metric)
             if summary.n == 0:
                 continue
-            ref_label = reference_label(exp, spec)
+            ref_label = exp.reference_label(spec)
             ref = configs.get(ref_label, (None, []))[1] if ref_label else []
             if ref_label is None or label == ref_label:
                 verdict = V.Verdict(label, metric, None, None, None, "reference" if label == ref_label else "—", "—")

@@ -56,6 +56,10 @@ class Experiment:
     def runs(self, scale: str, seeds: int | None = None) -> list[RunSpec]:
         return expand(self, scale, seeds)
 
+    def reference_label(self, spec: RunSpec) -> str | None:
+        """The label of the run ``spec`` is compared against (None: the experiment names no reference)."""
+        return None if self.reference is None else self.reference.get(spec.group)
+
     def workers(self, scale: str) -> int:
         """Local workers a sweep at ``scale`` starts unless ``sweep --workers`` says otherwise (default 1)."""
         return self.scales[scale].workers if scale in self.scales else 1

@@ -6,13 +6,10 @@ naming their group with ``group: GROUP``. ``budget.reference`` (see `budget`) ha
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.validation import require as _need
-
-if TYPE_CHECKING:
-    from mpdit_bench.sweeps.experiment import Experiment
 
 References = dict[str | None, str]  # group (None: every run) -> the reference run's label
 
@@ -44,8 +41,3 @@ def check_references(specs: list[RunSpec], references: References, key: str, sou
             _need(len(found) == 1, key + ("" if group is None else f".{group}"), label,
                   "the label of exactly one run" + ("" if group is None else f" of group {group}") + ": "
                   + ", ".join(dict.fromkeys(s.label for s in members)), source)
-
-
-def reference_label(exp: Experiment, spec: RunSpec) -> str | None:
-    """The label of the run ``spec`` is compared against (None: the experiment names no reference)."""
-    return None if exp.reference is None else exp.reference.get(spec.group)
