@@ -539,14 +539,15 @@ def bench(mode: str = typer.Argument(..., help="train (steps/s), sample (images/
     `bench gpu` runs the whole GPU check (docs/PERFORMANCE.md)."""
     import torch
 
-    from mpdit_bench.engine.bench import MODES, compare
+    from mpdit_bench.bench.compare import MODES, compare
 
     if threads:
         torch.set_num_threads(threads)
     if mode not in (*MODES, "gpu"):
         fail(f"mode {mode!r} is invalid; allowed: {', '.join(MODES)}, gpu")
     if mode == "gpu":
-        from mpdit_bench.engine.gpu_bench import FULL, markdown, run_gpu_check
+        from mpdit_bench.bench.gpu_check import FULL, run_gpu_check
+        from mpdit_bench.bench.report import markdown
 
         extra = parse_set(settings or [], "--setting")
         unknown = sorted(set(extra) - set(FULL))

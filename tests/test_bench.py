@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mpdit_bench.engine.bench import compare
+from mpdit_bench.bench.compare import compare
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"hidden_size": 32, "num_heads": 2, "input_size": 16}

@@ -1,1 +1,1 @@
-"""The engine: flow matching, the training loop, checkpoints, torchrun, sampling and benchmarks."""
+"""The engine: flow matching, the training loop, checkpoints, torchrun and sampling."""
