@@ -6,8 +6,13 @@ import sys
 from pathlib import Path
 
 import torch
+from typer.testing import CliRunner
 
-from mpdit_bench.sweeps.runner import worker_command, worker_environment, worker_threads
+from mpdit_bench.cli import app
+from mpdit_bench.sweeps import pipeline, runner
+from mpdit_bench.sweeps.runner import SweepResult, worker_command, worker_environment, worker_threads
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_worker_command_is_built_from_the_arguments(monkeypatch):
@@ -29,3 +34,27 @@ def test_worker_threads_reach_the_children_but_not_the_parent(monkeypatch):
     with worker_threads(before + 1):
         assert os.environ["OMP_NUM_THREADS"] == str(before + 1) and torch.get_num_threads() == before + 1
     assert "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == before
+
+
+def test_a_local_sweep_starts_its_other_workers_from_its_arguments(monkeypatch, tmp_path):
+    started, during = [], []
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(sys, "argv", ["something", "else", "entirely"])
+    monkeypatch.setattr(runner, "start_workers", lambda *args: started.append(args) or [])
+    monkeypatch.setattr(pipeline, "evaluation_references", lambda runs: [])
+
+    def fake_sweep(runs, results, log=None, **_):
+        during.append((os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads(), len(runs)))
+        return SweepResult([], {})
+
+    monkeypatch.setattr(runner, "run_sweep", fake_sweep)
+    monkeypatch.chdir(ROOT)
+    threads_before = torch.get_num_threads()
+    result = CliRunner().invoke(app, ["sweep", "ablation_k", "--scale", "cpu", "--results", str(tmp_path),
+                                      "--workers", "2", "--seeds", "2", "--no-live"])
+    assert result.exit_code == 0, result.output
+    count, experiment, scale, results, seeds, threads = started[0]
+    assert (count, Path(experiment), scale, results, seeds) == (1, Path("experiments/ablation_k.yaml"), "cpu",
+                                                                 str(tmp_path), 2)
+    assert during[0][:2] == (str(threads), threads) and during[0][2] > 0
+    assert "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == threads_before
