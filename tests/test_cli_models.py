@@ -54,12 +54,12 @@ def test_components_lists_every_kind():
 def test_models_table_fits_80_columns_without_cutting_a_name():
     from rich.console import Console
 
-    from mpdit_bench.cli import _models_table
+    from mpdit_bench.cli.render import models_table
     from mpdit_bench.counting import preset_rows
 
     rows = preset_rows()
     console = Console(width=80, record=True, file=open("/dev/null", "w"))
-    console.print(_models_table(rows, 256))
+    console.print(models_table(rows, 256))
     lines = console.export_text().splitlines()
     assert max(len(line) for line in lines) <= 80
     first_cells = [line.split()[0] for line in lines if line.strip()]

@@ -1,1 +1,1 @@
-"""The engine: flow matching, the training loop, torchrun, sampling, latent extraction and benchmarks."""
+"""The engine: flow matching, the training loop, torchrun, sampling, latent extraction and torch's global settings."""

@@ -40,6 +40,11 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={raw!r} is invalid; allowed: an integer (set by torchrun)") from None
 
 
+def is_main_process() -> bool:
+    """Whether this process is torchrun's rank 0, or a plain process: the one that reports."""
+    return _env_int("RANK", 0) == 0
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group torchrun describes (or none for a plain single process).
 
@@ -87,4 +92,4 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-__all__ = ["DistInfo", "setup", "teardown", "barrier", "all_mean", "all_gather_objects"]
+__all__ = ["DistInfo", "is_main_process", "setup", "teardown", "barrier", "all_mean", "all_gather_objects"]

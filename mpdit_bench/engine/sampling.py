@@ -80,6 +80,31 @@ def check_cfg_scale(cfg_scale: float | Sequence[float], cfg: ModelConfig,
         raise ConfigError("cfg_scale", list(cfg_scale), allowed, source)
 
 
+_FLAG_NUMBERS = {"cfg_scale": ("--cfg-scale", "a number, or numbers one per stage, e.g. 1.0,3.0"),
+                 "guidance_interval": ("--guidance-interval", "t_lo,t_hi, e.g. 0.1,0.9")}
+
+
+def parse_sample_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Sampling options as `sample_checkpoint` takes them, from the `sample` command's flag text or from a
+    run's YAML values: ``cfg_scale`` "3" or "1.0,3.0" (one per stage) and ``guidance_interval`` "t_lo,t_hi"
+    become numbers (a one-element ``cfg_scale`` list is its number); ``labels`` "7" is the class index 7.
+    Other keys pass through. Text that is not numbers raises ConfigError naming the flag."""
+    out = dict(options)
+    for key, (flag, allowed) in _FLAG_NUMBERS.items():
+        value = out.get(key)
+        if isinstance(value, str):
+            try:
+                out[key] = [float(v) for v in value.split(",")]
+            except ValueError:
+                raise ConfigError(flag, value, allowed) from None
+    scale = out.get("cfg_scale")
+    if isinstance(scale, (list, tuple)) and len(scale) == 1:
+        out["cfg_scale"] = scale[0]
+    if isinstance(out.get("labels"), str) and out["labels"].isdigit():
+        out["labels"] = int(out["labels"])
+    return out
+
+
 # ---- the model as a velocity field -------------------------------------------------------------------
 def guided_velocity(model: torch.nn.Module, channels: int, null_class: int,
                     cfg_scale: float | Sequence[float] = 1.0, interval: Sequence[float] | None = None) -> Velocity:
@@ -312,6 +337,6 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
 
 
-__all__ = ["SAMPLERS", "check_cfg_scale", "check_options",
+__all__ = ["SAMPLERS", "check_cfg_scale", "check_options", "parse_sample_options",
            "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",
            "sample_checkpoint", "sample_indices", "save_grid", "to_uint8"]

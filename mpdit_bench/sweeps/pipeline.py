@@ -186,14 +186,9 @@ def logged_in_process(log: Path, cmd: list[str]):
 
 def sample_options(sample: dict[str, Any]) -> dict[str, Any]:
     """A run's ``sample`` section as `sample_checkpoint` keywords, as the `sample` command parses its flags."""
-    opts = {k: sample[k] for k, _ in SAMPLE_FLAGS if k in sample}
-    scale = opts.get("cfg_scale")
-    if isinstance(scale, list) and len(scale) == 1:
-        opts["cfg_scale"] = scale[0]
-    labels = opts.get("labels")
-    if isinstance(labels, str) and labels.isdigit():
-        opts["labels"] = int(labels)
-    return opts
+    from mpdit_bench.engine.sampling import parse_sample_options
+
+    return parse_sample_options({k: sample[k] for k, _ in SAMPLE_FLAGS if k in sample})
 
 
 def read_metrics_csv(path: Path) -> list[dict[str, float | None]]:

@@ -8,8 +8,11 @@ one machine or on Slurm nodes sharing the folder, can run the same sweep; each r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from typing import Any, Callable
 
 from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.sweeps.records import build_record
-from mpdit_bench.sweeps.pipeline import Pipeline, ValidationHook
+from mpdit_bench.sweeps.pipeline import ENTRY, Pipeline, ValidationHook
 from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, phases_of,
                                       read_json, write_json_atomic)
 
@@ -49,6 +52,50 @@ def check_threads(runs: list[RunSpec], threads: int, workers: int) -> None:
             raise ConfigError(f"{spec.label}: train.threads", asked,
                               f"at most {threads} with {workers} workers on {cpu_cores()} cores, or no "
                               f"train.threads (each worker's phases then take {threads})")
+
+
+@contextlib.contextmanager
+def worker_threads(threads: int):
+    """This worker's phases run on ``threads`` CPU threads: torch's count for the phases run in this process,
+    ``OMP_NUM_THREADS`` for the phases run as commands (they inherit this process's environment). Both are
+    restored when the block ends."""
+    import torch
+
+    before_torch, before_env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before_torch)
+        if before_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before_env
+
+
+def worker_command(experiment: str | Path, scale: str, results_dir: str | Path, seeds: int | None = None,
+                   entry: tuple[str, ...] = ENTRY) -> list[str]:
+    """The command of one more local worker on the same sweep: the same experiment file, scale, results
+    folder and seeds, one worker, no live view."""
+    cmd = [sys.executable, *entry, "sweep", str(experiment), "--scale", scale, "--results", str(results_dir)]
+    if seeds is not None:
+        cmd += ["--seeds", str(seeds)]
+    return cmd + ["--workers", "1", "--no-live"]
+
+
+def worker_environment(threads: int, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of another local worker: this one's, with ``OMP_NUM_THREADS`` at its share of the
+    cores (`threads_per_worker` reads it back there)."""
+    return {**(os.environ if env is None else env), "OMP_NUM_THREADS": str(threads)}
+
+
+def start_workers(count: int, experiment: str | Path, scale: str, results_dir: str | Path, seeds: int | None,
+                  threads: int) -> list[subprocess.Popen]:
+    """``count`` more local workers on the same sweep, each with ``threads`` CPU threads, output discarded
+    (each run's phases write their own logs)."""
+    cmd, env = worker_command(experiment, scale, results_dir, seeds), worker_environment(threads)
+    return [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(count)]
 
 
 def work_order(runs: list[RunSpec]) -> list[RunSpec]:

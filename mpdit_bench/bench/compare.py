@@ -5,20 +5,15 @@
             images/s for a whole trajectory of ``sample_steps`` evaluations
 
 Each model gets ``warmup`` untimed iterations, then ``reps`` timed repetitions of ``iters`` iterations.
-Peak memory: on CUDA torch.cuda.max_memory_allocated (bytes held by tensors); on CPU the peak resident
-set size above the RSS before the model was built, sampled from /proc/self/statm every 2 ms (torch's CPU
-allocator is not seen by tracemalloc). The method used is recorded with the numbers.
+Peak memory (``bench.meters``): on CUDA the bytes held by tensors; on CPU the peak resident set size
+above the RSS before the model was built. The method used is recorded with the numbers.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import json
-import os
 import statistics
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,58 +21,12 @@ from typing import Any, Callable
 
 import torch
 
+from mpdit_bench.bench.meters import RssPeak, release_host_memory, resolve_device, synchronize
 from mpdit_bench.counting import param_count
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.models import build_model, model_config
 
 MODES = ("train", "sample")
-
-
-class _RssPeak:
-    """Peak RSS (bytes) over a with-block, by polling /proc/self/statm in a thread."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self.page = os.sysconf("SC_PAGE_SIZE")
-
-    def rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(self.interval)
-
-    def __enter__(self) -> "_RssPeak":
-        self.peak = self.rss()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-
-
-def _release_host_memory() -> None:
-    gc.collect()
-    try:  # give freed heap back to the OS so that the next model's RSS baseline is honest
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _iteration(model: torch.nn.Module, mode: str, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, amp,
@@ -111,13 +60,13 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     """Throughput and peak memory of one model; see the module docstring for what is measured."""
     if mode not in MODES:
         raise ValueError(f"bench mode {mode!r} is invalid; allowed: {', '.join(MODES)}")
-    dev = _device(device)
+    dev = resolve_device(device)
     cfg = model_config(name, resolution, **overrides)
-    _release_host_memory()
+    release_host_memory()
     if dev.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
-    rss = _RssPeak() if dev.type == "cpu" else None
+    rss = RssPeak() if dev.type == "cpu" else None
     baseline = rss.rss() if rss else 0
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
     gen = torch.Generator().manual_seed(0)
@@ -132,11 +81,11 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
         for _ in range(warmup):
             one()
         for _ in range(reps):
-            _sync(dev)
+            synchronize(dev)
             start = time.perf_counter()
             for _ in range(iters):
                 one()
-            _sync(dev)
+            synchronize(dev)
             times.append((time.perf_counter() - start) / iters)
     per_iter = statistics.median(times)
     out = {"model": name, "mode": mode, "batch": batch, "resolution": resolution, "device": str(dev),
@@ -155,20 +104,20 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
         out.update(peak_memory_bytes=max(rss.peak - baseline, 0),
                    memory_method="peak RSS above the pre-build baseline (/proc/self/statm, 2 ms polling)")
     del model
-    _release_host_memory()
+    release_host_memory()
     return out
 
 
 def _warm_runtime(device: str) -> None:
     """One tiny training step before measuring, so that one-time lazy set-up (thread pools, kernels,
     allocator arenas) is not charged to whichever model is measured first."""
-    dev = _device(device)
+    dev = resolve_device(device)
     layer = torch.nn.Linear(64, 64).to(dev)
     opt = torch.optim.AdamW(layer.parameters())
     layer(torch.randn(8, 64, device=dev)).square().mean().backward()
     opt.step()
     del layer, opt
-    _release_host_memory()
+    release_host_memory()
 
 
 def compare(mode: str, model_a: str, model_b: str, batch: int, overrides: dict[str, Any] | None = None,

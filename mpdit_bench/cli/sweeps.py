@@ -1,0 +1,171 @@
+"""Sweep commands: `sweep`, `search`, `report`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mpdit_bench.cli.common import console, fail
+from mpdit_bench.cli.render import pareto_table, print_dry_run
+from mpdit_bench.config import ConfigError, parse_set
+
+
+def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in experiments/, e.g. ablation_k"),
+          scale: str = typer.Option("cpu", help="paper (ImageNet latents, 8 GPUs) or cpu (Fashion-MNIST, minutes)"),
+          results: str = typer.Option("results", help="Results folder (one sub-folder per run)"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="List the runs with params, GFLOPs and cost"),
+          as_json: bool = typer.Option(False, "--json", help="With --dry-run: print the runs as one JSON list"),
+          seeds: Optional[int] = typer.Option(None, "--seeds", help="Replicate every run over N training seeds "
+                                              "(overrides the experiment's seeds)"),
+          workers: Optional[int] = typer.Option(None, help="Local worker processes sharing this sweep, each "
+                                                "with an equal share of the cores (default: the scale's "
+                                                "`workers`, else 1)"),
+          slurm: Optional[list[str]] = typer.Option(None, "--slurm", help="Submit to Slurm with submitit; "
+                                                    "key=value executor settings (repeatable), e.g. slurm_partition=gpu"),
+          live: bool = typer.Option(True, help="Live view of runs done / running / left")) -> None:
+    """Run an experiment end to end: count, train, sample, evaluate, record. Resumable; shareable by workers."""
+    from mpdit_bench.sweeps.experiment import load_experiment
+    from mpdit_bench.sweeps.lookup import find_experiment
+
+    try:
+        path = find_experiment(experiment)
+        exp = load_experiment(str(path))
+        runs = exp.runs(scale, seeds)
+    except ConfigError as err:
+        fail(str(err))
+    if as_json and not dry_run:
+        fail("--json goes with --dry-run (a sweep prints its live table)")
+    if dry_run:
+        _dry_run(exp.name, scale, runs, workers or exp.workers(scale), as_json)
+    elif slurm is not None:
+        _submit_to_slurm(str(path), runs, results, slurm)
+    else:
+        _run_locally(path, exp.name, scale, seeds, runs, results, workers or exp.workers(scale), live)
+
+
+def _dry_run(name: str, scale: str, runs: list, workers: int, as_json: bool) -> None:
+    from mpdit_bench.sweeps.costs import THROUGHPUT_NOTE, sweep_wall_hours
+    from mpdit_bench.sweeps.runner import dry_run_rows, threads_per_worker
+
+    threads = threads_per_worker(workers)
+    rows = dry_run_rows(runs, threads)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    wall = sweep_wall_hours(rows, workers, scale)
+    print_dry_run(f"{name} at scale {scale}: {len(runs)} runs (dry run, nothing executed)", rows,
+                  f"total: {sum(r['device_hours'] for r in rows):.3f} device-hours, "
+                  f"{wall:.3f} wall-hours ({wall * 60:.1f} min) with {workers} local worker(s) of {threads} "
+                  f"thread(s) each. "
+                  f"GFLOPs analytic on the meta device (both conventions equal to the `flops` command's); "
+                  f"{THROUGHPUT_NOTE}.")
+
+
+def _run_locally(experiment: Path, name: str, scale: str, seeds: Optional[int], runs: list, results: str,
+                 workers: int, live: bool) -> None:
+    """This process is the first of ``workers`` local workers; it starts the others from the same arguments."""
+    from rich.live import Live
+
+    from mpdit_bench.evaluation import SourceError
+    from mpdit_bench.sweeps.pipeline import evaluation_references, prepare_evaluations
+    from mpdit_bench.sweeps.runner import (check_threads, run_dir_of, run_sweep, start_workers, status_table,
+                                           threads_per_worker, work_order, worker_threads)
+    from mpdit_bench.sweeps.state import is_finished
+
+    title = f"{name} ({scale})"
+    threads = threads_per_worker(workers)
+    todo = [s for s in runs if not is_finished(run_dir_of(Path(results), s))]
+    try:
+        check_threads(runs, threads, workers)
+        references = evaluation_references(todo)
+    except (ConfigError, SourceError) as err:
+        fail(str(err))
+    others = start_workers(max(0, workers - 1), experiment, scale, results, seeds, threads)
+    with worker_threads(threads):
+        if references and others:  # while the others train their first runs, this one fills the evaluation caches
+            console.print("filling the evaluation caches (once per machine) while the other workers train")
+            try:
+                prepare_evaluations(references)
+            except Exception as err:  # noqa: BLE001 - each run's evaluation meets it again and records it
+                console.print(f"[yellow]could not fill the evaluation caches[/]: {escape(str(err))}")
+        if live and console.is_terminal:
+            screen = Console(file=sys.stdout)  # bound now: a phase run in this process sends sys.stdout to its log
+            with Live(get_renderable=lambda: status_table(runs, results, title), console=screen,
+                      refresh_per_second=1):
+                result = run_sweep(work_order(runs), results)
+        else:
+            console.print(f"{len(runs)} runs, {workers} worker(s) of {threads} thread(s) each")
+            result = run_sweep(work_order(runs), results, log=lambda msg: console.print(msg))
+    for proc in others:
+        proc.wait()
+    console.print(status_table(runs, results, title))
+    if result.failed:
+        fail(f"{len(result.failed)} run(s) failed; their logs are in {results}/{name}/{scale}/<run>/logs; "
+             "run the same command again to retry them", code=1)
+
+
+def _submit_to_slurm(experiment: str, runs: list, results: str, settings: list[str]) -> None:
+    from mpdit_bench.sweeps import slurm as sl
+    from mpdit_bench.sweeps.runner import run_dir_of
+    from mpdit_bench.sweeps.state import is_finished
+
+    todo = [s for s in runs if not is_finished(run_dir_of(Path(results), s))]
+    if not todo:
+        console.print("every run is finished; nothing to submit")
+        return
+    try:
+        params = {**todo[0].slurm, **parse_set(settings, "--slurm")}
+    except ConfigError as err:
+        fail(str(err))
+    try:  # submitit checks every setting's name and type: a mistake stops here, before any job is submitted
+        executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
+    except (NameError, TypeError, ValueError) as err:
+        fail(f"{experiment}: Slurm settings (scales.{todo[0].scale}.slurm, then --slurm) {params} are invalid: {err}")
+    jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results))
+    console.print(f"submitted {len(jobs)} job(s): " + ", ".join(j.job_id for j in jobs))
+
+
+def search(space: str = typer.Argument(..., help="Search space YAML or name in experiments/, e.g. search_space"),
+           trials: int = typer.Option(10, "--trials", "-n", help="Trials for this worker to run"),
+           storage: Optional[str] = typer.Option(None, help="Optuna storage: an RDB URL (sqlite:///x.db, "
+                                                 "postgresql://...) or a journal file path ending in .log"),
+           results: str = typer.Option("results", help="Results folder for the trials' runs")) -> None:
+    """Multi-objective architecture search (quality vs GFLOPs) with Optuna, under a GFLOPs budget."""
+    from mpdit_bench.sweeps.lookup import find_experiment
+    from mpdit_bench.sweeps.search import load_space, run_search
+
+    try:
+        spec = load_space(find_experiment(space, kind="space"))
+    except ConfigError as err:
+        fail(str(err))
+    study = run_search(spec, trials, storage=storage, results_dir=results)
+    console.print(pareto_table(study, spec.objective_names))
+
+
+def report(experiment: Optional[str] = typer.Argument(None, help="Experiment name or YAML (default: all)"),
+           results: str = typer.Option("results", help="Results folder holding the runs' record.json"),
+           out: str = typer.Option("reports", help="Output folder for markdown and PNG")) -> None:
+    """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
+    from mpdit_bench.reports.report import write_reports
+    from mpdit_bench.sweeps.lookup import EXPERIMENTS_DIR, experiment_names, find_experiment
+
+    name, experiments_dir = experiment, EXPERIMENTS_DIR
+    try:
+        if experiment and experiment.endswith((".yaml", ".yml")):  # a bare name may name records only (search)
+            path = find_experiment(experiment)
+            name, experiments_dir = path.stem, path.parent
+        written = write_reports(results, out, name, experiments_dir)
+    except ConfigError as err:
+        fail(str(err))
+    for path in written:
+        console.print(f"wrote {path}")
+    if not written:
+        known = ", ".join(experiment_names(experiments_dir))
+        fail(f"no records found under {results}" + (f" for experiment {name} (experiments in {experiments_dir}/: "
+                                                     f"{known})" if name else ""), code=1)
