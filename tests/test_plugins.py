@@ -19,13 +19,13 @@ PLUGIN = Path(__file__).parent / "plugin_example" / "nearest_upsample.py"
 def _run_with_plugin(**train):
     run = tiny_run(**train)
     run["plugins"] = [str(PLUGIN)]
-    run["model_overrides"]["upsample"] = "nearest"
+    run["model_overrides"]["upsample"] = "linear_nearest"
     return run
 
 
 def test_a_plugin_component_is_validated_counted_and_kept_in_the_run_config():
     run = validate_run_config(_run_with_plugin())
-    assert run["plugins"] == [str(PLUGIN)] and "nearest" in registry.names("upsample")
+    assert run["plugins"] == [str(PLUGIN)] and "linear_nearest" in registry.names("upsample")
     cfg = model_config(run["model"], **run["model_overrides"], in_channels=1, num_classes=10, input_size=32)
     counts = count_config(cfg, cross_check=False)
     linear = count_config(cfg.replace(upsample="linear"), cross_check=False)
@@ -54,4 +54,4 @@ def test_training_with_a_plugin_component_writes_it_into_the_run(tmp_path):
     summary = train(_run_with_plugin(steps=2), tmp_path)
     assert summary["final_step"] == 2
     recorded = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert recorded["plugins"] == [str(PLUGIN)] and recorded["model_config"]["upsample"] == "nearest"
+    assert recorded["plugins"] == [str(PLUGIN)] and recorded["model_config"]["upsample"] == "linear_nearest"

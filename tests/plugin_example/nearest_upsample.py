@@ -7,7 +7,7 @@ from mpdit_bench.components import flops
 from mpdit_bench.registry import register
 
 
-@register("upsample", "nearest")
+@register("upsample", "linear_nearest")
 class NearestExpand(nn.Module):
     def __init__(self, hidden_size: int, factor: int):
         super().__init__()
