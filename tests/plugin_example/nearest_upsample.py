@@ -9,6 +9,8 @@ from mpdit_bench.registry import register
 
 @register("upsample", "linear_nearest")
 class NearestExpand(nn.Module):
+    """Linear(D, D) per coarse token, then each token copied to its f x f finer positions."""
+
     def __init__(self, hidden_size: int, factor: int):
         super().__init__()
         self.dim, self.factor = hidden_size, factor
