@@ -15,6 +15,7 @@ from typing import Any
 _MEASURE = ("analytic_counts", "build_for_counting", "conv_transpose_output_extra", "count", "count_config",
             "count_model", "count_schedule", "example_inputs",
             "fvcore_flops", "paper_convention_flops", "param_count", "param_counts", "preset_rows", "ptflops_macs",
+            "storage_param_count",
             "training_flops_per_sample", "trajectory_flops")
 
 
