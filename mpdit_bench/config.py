@@ -35,6 +35,12 @@ class ModelConfig:
     upsample_refine_ratio: int = 4  # hidden width / D of the "mlp" refine
     time_embedder: str = "mlp"
     time_embedder_layers: int = 2
+    # the "mlp" (sinusoid) embedder sees time_embed_scale * t: 1000 as DiT's integer steps, 1 as the MPDiT
+    # authors, SiT and PPFlow (raw t); the "fno" embedder always takes raw t
+    time_embed_scale: float = 1000.0
+    # FNO spectral weights: "fno" (1/C^2) U[0, 1) as the original FNO code, "authors" N(0, 1) as MPDiT's
+    # Algorithm 2 (real and imaginary parts alike)
+    fno_init: str = "fno"
     class_tokens: int = 0  # m; 0 means DiT's label embedding added into the modulation input
     modulation: str = "per_block"
     learn_sigma: bool = False
@@ -71,7 +77,7 @@ class ModelConfig:
         """Stable short hash of the resolved config (used for run ids)."""
         values = self.to_dict()
         for key, default in (("time_patch_sizes", []), ("time_boundaries", []), ("upsample_refine", "linear"),
-                             ("upsample_refine_ratio", 4)):  # keys added later: at their default, hashes unchanged
+                             ("upsample_refine_ratio", 4), ("time_embed_scale", 1000.0), ("fno_init", "fno")):  # keys added later: at their default, hashes unchanged
             if values[key] == default:
                 del values[key]
         blob = json.dumps(values, sort_keys=True).encode()
@@ -93,6 +99,9 @@ class ModelConfig:
     def grid(self, level: int) -> int:
         """Token grid side at ``level`` (0 = coarsest)."""
         return self.input_size // self.patch_sizes[level]
+
+
+FNO_INITS = ("fno", "authors")
 
 
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:
@@ -118,7 +127,8 @@ _FIELD_KINDS: dict[str, str] = {
     "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
     "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
     "upsample_refine": "str", "upsample_refine_ratio": "int",
-    "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
+    "time_embedder": "str", "time_embedder_layers": "int", "time_embed_scale": "float", "fno_init": "str",
+    "class_tokens": "int",
     "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
     "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
 }
@@ -172,6 +182,10 @@ def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
         fail("class_tokens", "an integer >= 0 (0 = label embedding in the modulation, m >= 1 = m prefix tokens)")
     if cfg.mlp_ratio <= 0:
         fail("mlp_ratio", "a number > 0")
+    if cfg.time_embed_scale <= 0:
+        fail("time_embed_scale", "a number > 0 (1000: DiT's integer steps, 1: raw t as MPDiT's authors, SiT, PPFlow)")
+    if cfg.fno_init not in FNO_INITS:
+        fail("fno_init", ", ".join(FNO_INITS) + " (U[0, 1)/C^2 as the FNO code, N(0, 1) as MPDiT's authors)")
     if cfg.hidden_size % cfg.num_heads:
         fail("num_heads", f"a divisor of hidden_size={cfg.hidden_size}")
     if cfg.hidden_size % 4:

@@ -8,13 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mpdit_bench.config import FNO_INITS
 from mpdit_bench.counting import analytic as flops
 from mpdit_bench.registry import register
 
 
 def sinusoidal_features(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0,
                         scale: float = 1000.0) -> torch.Tensor:
-    """DiT's sinusoidal timestep features; t in [0, 1] is scaled to DiT's [0, 1000) range first."""
+    """DiT's sinusoidal timestep features of ``scale`` * t ([cos, sin] halves); the default 1000 maps t in
+    [0, 1] to DiT's integer-step range."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     args = (t.float() * scale)[:, None] * freqs[None]
@@ -23,18 +25,20 @@ def sinusoidal_features(t: torch.Tensor, dim: int = 256, max_period: float = 100
 
 @register("time_embedder", "mlp")
 class MlpTimeEmbedder(nn.Module):
-    """DiT's timestep embedder: sinusoidal(256) -> Linear -> (SiLU -> Linear) x (n-1); DiT uses n=2."""
+    """DiT's timestep embedder: sinusoidal(256) of ``time_scale`` * t -> Linear -> (SiLU -> Linear) x (n-1);
+    DiT uses n=2 and 1000 (its integer steps), SiT, PPFlow and the MPDiT authors n=2 and 1 (raw t)."""
 
-    def __init__(self, hidden_size: int, num_layers: int = 2, frequency_dim: int = 256):
+    def __init__(self, hidden_size: int, num_layers: int = 2, frequency_dim: int = 256, time_scale: float = 1000.0,
+                 **_other_embedders_options):
         super().__init__()
-        self.frequency_dim = frequency_dim
+        self.frequency_dim, self.time_scale = frequency_dim, time_scale
         layers: list[nn.Module] = [nn.Linear(frequency_dim, hidden_size)]
         for _ in range(num_layers - 1):
             layers += [nn.SiLU(), nn.Linear(hidden_size, hidden_size)]
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(sinusoidal_features(t, self.frequency_dim).to(self.mlp[0].weight.dtype))
+        return self.mlp(sinusoidal_features(t, self.frequency_dim, scale=self.time_scale).to(self.mlp[0].weight.dtype))
 
     def init_weights(self) -> None:
         for m in self.mlp:
@@ -54,12 +58,10 @@ class SpectralConv1d(nn.Module):
     U[0, 1) / C^2 (the original FNO code), "authors" from N(0, 1) (MPDiT's Algorithm 2). The parameter
     count takes one complex weight as one number, as the paper prints it (``complex_pairs``)."""
 
-    INITS = ("fno", "authors")
-
     def __init__(self, channels: int, modes: int, init: str = "fno"):
         super().__init__()
-        if init not in self.INITS:
-            raise ValueError(f"spectral init {init!r}; allowed: {', '.join(self.INITS)}")
+        if init not in FNO_INITS:
+            raise ValueError(f"spectral init {init!r}; allowed: {', '.join(FNO_INITS)}")
         self.modes, self.init = modes, init
         self.weight_real = nn.Parameter(torch.empty(channels, channels, modes))
         self.weight_imag = nn.Parameter(torch.empty(channels, channels, modes))
