@@ -51,3 +51,24 @@ def test_run_ids_of_existing_configs_do_not_see_the_new_keys_at_their_defaults()
         assert cfg.config_hash() == hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
         assert cfg.replace(time_embed_scale=1).config_hash() != cfg.config_hash()
         assert cfg.replace(fno_init="authors").config_hash() != cfg.config_hash()
+
+
+def test_guidance_on_the_first_channels_leaves_the_others_conditional():
+    from mpdit_bench.engine.sampling import check_options, guided_velocity
+
+    class LabelShift(torch.nn.Module):  # a velocity that depends on the label: cond and null differ
+        def forward(self, x, t, y):
+            return x * (1 + y.float().view(-1, 1, 1, 1)) + t.view(-1, 1, 1, 1)
+
+    model, x, y = LabelShift(), torch.randn(2, 4, 3, 3), torch.tensor([1, 2])
+    null = torch.full_like(y, 5)
+    cond, uncond = model(x, torch.full((2,), 0.3), y), model(x, torch.full((2,), 0.3), null)
+    every = guided_velocity(model, 4, 5, 2.5)(x, 0.3, y)
+    three = guided_velocity(model, 4, 5, 2.5, guided_channels=3)(x, 0.3, y)
+    guided = uncond + 2.5 * (cond - uncond)
+    assert torch.allclose(every, guided, atol=1e-6)
+    assert torch.allclose(three[:, :3], guided[:, :3], atol=1e-6)
+    assert torch.equal(three[:, 3:], cond[:, 3:])
+    assert check_options({})["cfg_channels"] is None
+    with pytest.raises(ConfigError, match="cfg_channels"):
+        check_options({"cfg_channels": 0})
