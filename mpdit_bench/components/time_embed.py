@@ -13,12 +13,17 @@ from mpdit_bench.counting import analytic as flops
 from mpdit_bench.registry import register
 
 
+def sinusoid_frequencies(dim: int = 256, max_period: float = 10000.0, device=None) -> torch.Tensor:
+    """(dim // 2,) float32 frequencies max_period^(-i / half), i = 0 .. half - 1."""
+    half = dim // 2
+    return torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=device) / half)
+
+
 def sinusoidal_features(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0,
                         scale: float = 1000.0) -> torch.Tensor:
     """DiT's sinusoidal timestep features of ``scale`` * t ([cos, sin] halves); the default 1000 maps t in
     [0, 1] to DiT's integer-step range."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    freqs = sinusoid_frequencies(dim, max_period, t.device)
     args = (t.float() * scale)[:, None] * freqs[None]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
