@@ -248,3 +248,29 @@ def test_an_imported_sit_starts_a_ppflow_model_and_a_run(tmp_path):
     t = torch.full((2,), 0.2)  # the finest stage is the source model itself
     with torch.no_grad():
         assert torch.allclose(ema(x, t, y), sit_model(x, t, y), atol=1e-6)
+
+
+def test_a_published_size_is_read_without_being_told_its_heads(tmp_path):
+    """A SiT-S/2-shaped file in SiT's released format (random weights): width 384 means 6 heads."""
+    from mpdit_bench.imports import sit
+    from mpdit_bench.models import build_model, model_config
+
+    cfg = model_config("SiT-S/2", time_embed_scale=1)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in build_model(cfg).state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    state = {theirs: torch.randn(shapes[ours], generator=g) * 0.02 for theirs, ours in sit.source_keys(cfg).items()}
+    torch.save(state, tmp_path / "SiT-S-2.pt")
+    summary = write_suite_checkpoint(tmp_path / "SiT-S-2.pt", tmp_path / "imported.pt")
+    assert summary["preset"] == "SiT-S/2" and summary["model_config"] == cfg.to_dict()
+    assert write_suite_checkpoint(tmp_path / "SiT-S-2.pt", tmp_path / "imported.pt", expect="SiT-S/2")["preset"] == "SiT-S/2"
+    refused(tmp_path / "SiT-S-2.pt", tmp_path, "where SiT-B/2 has", expect="SiT-B/2", num_heads=None)
+
+
+def test_mpdit_agrees_with_the_authors_float64_run():
+    """Their float64 run (FFT part in float32 on both sides): agreement far below float32 rounding."""
+    model, cfg, ckpt = imported("mpdit_tiny", "0000001.pt")
+    ref = reference("mpdit_tiny")
+    with torch.no_grad():
+        out = model.double()(ref["x"].double(), ref["t"].double(), ref["y"])
+    assert out.dtype == torch.float64 and (out - ref["out_f64"]).abs().max() < 1e-9

@@ -99,3 +99,24 @@ def test_a_real_tensor_under_the_old_name_is_refused():
     sd["spectral.0.weight"] = sd.pop("spectral.0.weight_real")
     with pytest.raises(RuntimeError, match="spectral.0.weight"):
         FnoTimeEmbedder(hidden_size=16).load_state_dict(sd)
+
+
+def test_a_model_checkpoint_with_complex_spectral_weights_loads_through_the_sampling_loader():
+    from mpdit_bench.engine.sampling import load_sampling_model
+
+    cfg = model_config("MPDiT-B", hidden_size=32, num_heads=2, input_size=8, class_tokens=1)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    old = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("weight_imag"):
+            continue
+        if key.endswith("weight_real"):
+            imag = model.state_dict()[key.replace("weight_real", "weight_imag")]
+            key, value = key.replace("weight_real", "weight"), torch.complex(value, imag)
+        old[key] = value
+    ckpt = {"model_config": cfg.to_dict(), "model": old, "ema": old}
+    loaded, _ = load_sampling_model(ckpt, use_ema=True, device=torch.device("cpu"))
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([0.2, 0.8]), torch.tensor([0, 3])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, y), model.eval()(x, t, y))

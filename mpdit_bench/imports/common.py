@@ -130,6 +130,19 @@ def expected_config(expect: str | None, path: str | Path) -> ModelConfig | None:
         raise ImportRefused(path, f"expect={expect!r} is not a preset: {err.allowed}") from None
 
 
+def matching_preset(cfg: ModelConfig, family: str = "") -> str | None:
+    """A preset with this architecture, those named ``family``... first (for `flops --model NAME`, `expect`),
+    or None."""
+    from mpdit_bench.models import list_models, model_config
+
+    have = cfg.to_dict()
+    for name in sorted(list_models(), key=lambda n: not n.startswith(family)):
+        want = model_config(name).to_dict()
+        if all(have[k] == want[k] for k in ARCHITECTURE_KEYS):
+            return name
+    return None
+
+
 # ---- time direction and velocity sign -----------------------------------------------------------------------
 def reverse_sinusoid_input(weight: torch.Tensor, scale: float, frequency_dim: int = 256) -> torch.Tensor:
     """The first Linear of a sinusoid time embedder, rewritten so that it gives at t what ``weight`` gave at
@@ -156,5 +169,5 @@ def negate_velocity_rows(tensor: torch.Tensor, channels: int, row_width: int) ->
 
 
 __all__ = ["ARCHITECTURE_KEYS", "HEADS_BY_WIDTH", "ImportRefused", "check_expect", "check_tensors",
-           "expected_config", "grid_side", "heads_for", "indexed", "is_state_dict", "negate_velocity_rows",
+           "expected_config", "grid_side", "heads_for", "indexed", "is_state_dict", "matching_preset", "negate_velocity_rows",
            "plain_args", "read_foreign", "reverse_sinusoid_input"]

@@ -17,7 +17,7 @@ from mpdit_bench.config import ModelConfig
 from mpdit_bench.engine import checkpoint
 from mpdit_bench.imports import mpdit_authors, ppflow, sit
 from mpdit_bench.imports.common import (ImportRefused, check_expect, check_tensors, expected_config,
-                                        is_state_dict, plain_args, read_foreign)
+                                        is_state_dict, matching_preset, plain_args, read_foreign)
 
 SOURCES = {module.NAME: module for module in (mpdit_authors, sit, ppflow)}
 FORMATS = ("the MPDiT authors' train.py checkpoint {model, ema, opt, epoch, train_steps, args}",
@@ -65,7 +65,7 @@ def import_checkpoint(path: str | Path, source: str | None = None, expect: str |
                       "num_classes": cfg.num_classes, "latent_mean": mean, "latent_std": std,
                       "resolution": cfg.input_size * 8},
         "imported_from": {"path": str(path), "source": module.NAME, "format": kind, "args": args,
-                          "conventions": _CONVENTIONS[module.NAME]},
+                          "preset": expect or matching_preset(cfg, module.FAMILY), "conventions": _CONVENTIONS[module.NAME]},
     }
     sample = module.sample_defaults(args)
     if sample:  # the source's guidance, as `sample` reads a run's defaults
@@ -82,7 +82,8 @@ def write_suite_checkpoint(path: str | Path, out: str | Path, source: str | None
     written = checkpoint.save_atomic(ckpt, out)
     cfg = ModelConfig.from_dict(ckpt["model_config"])
     return {"out": str(written), "source": ckpt["imported_from"]["source"], "format": ckpt["imported_from"]["format"],
-            "model_config": ckpt["model_config"], "config_hash": cfg.config_hash(), "step": ckpt["step"],
+            "preset": ckpt["imported_from"]["preset"], "model_config": ckpt["model_config"],
+            "config_hash": cfg.config_hash(), "step": ckpt["step"],
             "tensors": len(ckpt["ema"]), "sample": (ckpt.get("run_config") or {}).get("sample", {})}
 
 

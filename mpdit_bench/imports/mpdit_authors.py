@@ -16,6 +16,7 @@ from mpdit_bench.config import ModelConfig
 from mpdit_bench.imports.common import ImportRefused, grid_side, heads_for, indexed
 
 NAME = "mpdit"
+FAMILY = "MPDiT-"  # preset names of this source
 TRAIN_KEYS = frozenset({"model", "ema", "opt", "epoch", "train_steps", "args"})
 # sd-vae-ft-ema latents, normalised with the authors' fixed per-channel constants
 LATENT_MEAN = [5.81, 3.25, 0.12, -2.15]

@@ -24,6 +24,7 @@ from mpdit_bench.imports.common import ImportRefused
 from mpdit_bench.ppflow.schedule import PatchSchedule, default_schedule
 
 NAME = "ppflow"
+FAMILY = "PPF-"  # preset names of this source
 TRAIN_KEYS = sit.TRAIN_KEYS
 GUIDED_CHANNELS = sit.GUIDED_CHANNELS
 

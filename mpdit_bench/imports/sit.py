@@ -19,6 +19,7 @@ from mpdit_bench.imports.common import (ImportRefused, grid_side, heads_for, ind
                                         reverse_sinusoid_input)
 
 NAME = "sit"
+FAMILY = "SiT-"  # preset names of this source
 TRAIN_KEYS = frozenset({"model", "ema", "opt", "args"})
 VAE_SCALE = 0.18215  # sd-vae latents times 0.18215, no mean
 GUIDED_CHANNELS = 3  # their forward_with_cfg guides channels 0..2 of 4
