@@ -274,3 +274,14 @@ def test_mpdit_agrees_with_the_authors_float64_run():
     with torch.no_grad():
         out = model.double()(ref["x"].double(), ref["t"].double(), ref["y"])
     assert out.dtype == torch.float64 and (out - ref["out_f64"]).abs().max() < 1e-9
+
+
+def test_sit_learned_sigma_channels_follow_the_velocity_unchanged():
+    model, cfg, ckpt = imported("sit_tiny", "released.pt")
+    ref = reference("sit_tiny")
+    with torch.no_grad():
+        out = model(ref["x"], 1 - ref["t"], ref["y"])  # all 2C channels
+    theirs = ref["unpatchified_all_channels"]
+    assert out.shape == theirs.shape
+    assert (-out[:, :4] - theirs[:, :4]).abs().max() < ATOL  # the velocity, sign converted
+    assert (out[:, 4:] - theirs[:, 4:]).abs().max() < ATOL  # sigma channels as the source emits them

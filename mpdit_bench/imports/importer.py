@@ -54,12 +54,12 @@ def import_checkpoint(path: str | Path, source: str | None = None, expect: str |
     check_tensors(path, ema, expected, "the EMA weights" if kind == "train" else "the state dict")
     if online is not None:
         check_tensors(path, online, expected, "the model weights")
-    ema_suite = module.to_suite(ema, cfg)
+    ema_suite = to_suite(module, ema, cfg)
     mean, std = module.latent_normalisation(cfg)
     ckpt: dict[str, Any] = {
         "format": checkpoint.FORMAT, "step": int(obj.get("train_steps") or 0) if kind == "train" else 0,
         "epoch": 0, "batch_in_epoch": 0,
-        "model": module.to_suite(online, cfg) if online is not None else ema_suite, "ema": ema_suite,
+        "model": to_suite(module, online, cfg) if online is not None else ema_suite, "ema": ema_suite,
         "model_config": cfg.to_dict(),
         "data_info": {"name": "latents", "channels": cfg.in_channels, "size": cfg.input_size,
                       "num_classes": cfg.num_classes, "latent_mean": mean, "latent_std": std,
@@ -85,6 +85,13 @@ def write_suite_checkpoint(path: str | Path, out: str | Path, source: str | None
             "preset": ckpt["imported_from"]["preset"], "model_config": ckpt["model_config"],
             "config_hash": cfg.config_hash(), "step": ckpt["step"],
             "tensors": len(ckpt["ema"]), "sample": (ckpt.get("run_config") or {}).get("sample", {})}
+
+
+def to_suite(module, state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """A source state dict (checked) -> the suite's state dict of the same function, float32."""
+    suite = {ours: state[theirs].detach().clone().float() for theirs, ours in module.source_keys(cfg).items()}
+    module.rewrite(suite, cfg)
+    return suite
 
 
 def _split(obj: Any, path: Path) -> tuple[str, Mapping[str, torch.Tensor], Mapping[str, torch.Tensor] | None]:

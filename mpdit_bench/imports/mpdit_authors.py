@@ -88,8 +88,15 @@ def source_keys(cfg: ModelConfig) -> dict[str, str]:
     return names
 
 
-def to_suite(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    return {ours: state[theirs].detach().clone().float() for theirs, ours in source_keys(cfg).items()}
+def rewrite(suite: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
+    """Nothing to convert: their conventions are the suite's."""
+
+
+def train_args(cfg: ModelConfig) -> dict[str, Any]:
+    """What their train.py's args hold about the model (for files written in their format)."""
+    return {"model": "MPDiT", "in_channels": cfg.in_channels, "num_classes": cfg.num_classes,
+            "time_emb": cfg.time_embedder, "num_condition_tokens": cfg.class_tokens, "skip_connection": True,
+            "resolution": cfg.input_size * 8, "vae_rate": 8, "latent_size": cfg.input_size}
 
 
 def sample_defaults(args: dict[str, Any] | None) -> dict[str, Any]:

@@ -60,15 +60,19 @@ def source_keys(cfg: ModelConfig) -> dict[str, str]:
     return names
 
 
-def to_suite(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+def rewrite(suite: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
     sched = PatchSchedule.from_config(cfg)
-    suite = {ours: state[theirs].detach().clone().float() for theirs, ours in source_keys(cfg).items()}
     finals = {"final.linear": 1}
     for s in range(sched.num_stages - 1):
         fh, fw = sched.merge(s)
         finals[f"stage_finals.{s}.linear"] = fh * fw
     sit.to_noise_at_one(suite, cfg, finals)
-    return suite
+
+
+def train_args(cfg: ModelConfig) -> dict[str, Any]:
+    """What their train.py's args hold about the model (for files written in their format)."""
+    stages = len(cfg.time_patch_sizes)
+    return {**sit.train_args(cfg), "model": "PPFlow", "patch_level": stages, "cfg_scales": [1.0] * stages}
 
 
 def sample_defaults(args: dict[str, Any] | None) -> dict[str, Any]:

@@ -86,7 +86,8 @@ def source_keys(cfg: ModelConfig) -> dict[str, str]:
 
 def to_noise_at_one(suite: dict[str, torch.Tensor], cfg: ModelConfig, finals: dict[str, int]) -> None:
     """In place: suite(x, t) = -source(x, 1 - t) on the velocity channels. ``finals``: output Linear prefix ->
-    sub-pixels per output channel (1, or fh * fw for a PPFlow coarse stage)."""
+    sub-pixels per output channel (1, or fh * fw for a PPFlow coarse stage). Applied twice it is the
+    identity, so the same rewrite also turns suite weights into the source's."""
     key = "time_embed.mlp.0.weight"
     suite[key] = reverse_sinusoid_input(suite[key], cfg.time_embed_scale)
     for prefix, merge in finals.items():
@@ -95,10 +96,14 @@ def to_noise_at_one(suite: dict[str, torch.Tensor], cfg: ModelConfig, finals: di
                                                              cfg.out_channels * merge)
 
 
-def to_suite(state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    suite = {ours: state[theirs].detach().clone().float() for theirs, ours in source_keys(cfg).items()}
+def rewrite(suite: dict[str, torch.Tensor], cfg: ModelConfig) -> None:
     to_noise_at_one(suite, cfg, {"final.linear": 1})
-    return suite
+
+
+def train_args(cfg: ModelConfig) -> dict[str, Any]:
+    """What their train.py's args hold about the model (for files written in their format)."""
+    return {"model": "SiT", "image_size": cfg.input_size * 8, "num_classes": cfg.num_classes, "cfg_scale": 4.0,
+            "path_type": "Linear", "prediction": "velocity"}
 
 
 def sample_defaults(args: dict[str, Any] | None) -> dict[str, Any]:
