@@ -285,3 +285,12 @@ def test_sit_learned_sigma_channels_follow_the_velocity_unchanged():
     assert out.shape == theirs.shape
     assert (-out[:, :4] - theirs[:, :4]).abs().max() < ATOL  # the velocity, sign converted
     assert (out[:, 4:] - theirs[:, 4:]).abs().max() < ATOL  # sigma channels as the source emits them
+
+
+def test_a_train_checkpoint_named_by_its_step_keeps_it_and_the_source_is_never_overwritten(tmp_path):
+    named = tmp_path / "0400000.pt"
+    named.write_bytes(fixture("sit_tiny", "train_ckpt.pt").read_bytes())
+    assert import_checkpoint(named, num_heads=2)["step"] == 400000
+    with pytest.raises(ImportRefused, match="would overwrite the source"):
+        write_suite_checkpoint(named, named, num_heads=2)
+    assert named.read_bytes() == fixture("sit_tiny", "train_ckpt.pt").read_bytes()

@@ -97,7 +97,7 @@ class SpectralConv1d(nn.Module):
             return torch.fft.irfft(out_ft, n=x.shape[-1])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # checkpoints that stored the weights as one complex tensor under "weight"
+        # a checkpoint may hold the weights as one complex tensor under "weight"
         packed = state_dict.pop(prefix + "weight", None)
         if packed is not None and packed.is_complex():
             state_dict[prefix + "weight_real"] = packed.real.float()

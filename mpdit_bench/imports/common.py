@@ -60,8 +60,10 @@ def plain_args(args: Any) -> dict[str, Any] | None:
         return None
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     keep = (str, int, float, bool, type(None))
-    return {k: (list(v) if isinstance(v, (list, tuple)) and all(isinstance(x, keep) for x in v) else v)
-            for k, v in values.items() if isinstance(v, keep) or isinstance(v, (list, tuple))}
+    plain = {k: v for k, v in values.items() if isinstance(v, keep)}
+    plain.update({k: list(v) for k, v in values.items()
+                  if isinstance(v, (list, tuple)) and all(isinstance(x, keep) for x in v)})
+    return plain
 
 
 def indexed(state: Mapping[str, torch.Tensor], prefix: str) -> int:

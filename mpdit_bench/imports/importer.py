@@ -57,7 +57,7 @@ def import_checkpoint(path: str | Path, source: str | None = None, expect: str |
     ema_suite = to_suite(module, ema, cfg)
     mean, std = module.latent_normalisation(cfg)
     ckpt: dict[str, Any] = {
-        "format": checkpoint.FORMAT, "step": int(obj.get("train_steps") or 0) if kind == "train" else 0,
+        "format": checkpoint.FORMAT, "step": _train_step(obj, path) if kind == "train" else 0,
         "epoch": 0, "batch_in_epoch": 0,
         "model": to_suite(module, online, cfg) if online is not None else ema_suite, "ema": ema_suite,
         "model_config": cfg.to_dict(),
@@ -92,6 +92,13 @@ def to_suite(module, state: Mapping[str, torch.Tensor], cfg: ModelConfig) -> dic
     suite = {ours: state[theirs].detach().clone().float() for theirs, ours in module.source_keys(cfg).items()}
     module.rewrite(suite, cfg)
     return suite
+
+
+def _train_step(obj: dict[str, Any], path: Path) -> int:
+    """The MPDiT authors store train_steps; SiT and PPFlow name the file by it (train.py's {step:07d}.pt)."""
+    if isinstance(obj.get("train_steps"), int):
+        return obj["train_steps"]
+    return int(path.stem) if path.stem.isdigit() else 0
 
 
 def _split(obj: Any, path: Path) -> tuple[str, Mapping[str, torch.Tensor], Mapping[str, torch.Tensor] | None]:
