@@ -77,7 +77,8 @@ class ModelConfig:
         """Stable short hash of the resolved config (used for run ids)."""
         values = self.to_dict()
         for key, default in (("time_patch_sizes", []), ("time_boundaries", []), ("upsample_refine", "linear"),
-                             ("upsample_refine_ratio", 4), ("time_embed_scale", 1000.0), ("fno_init", "fno")):  # keys added later: at their default, hashes unchanged
+                             ("upsample_refine_ratio", 4), ("time_embed_scale", 1000.0),
+                             ("fno_init", "fno")):  # keys added later: at their default, hashes unchanged
             if values[key] == default:
                 del values[key]
         blob = json.dumps(values, sort_keys=True).encode()

@@ -171,5 +171,5 @@ def negate_velocity_rows(tensor: torch.Tensor, channels: int, row_width: int) ->
 
 
 __all__ = ["ARCHITECTURE_KEYS", "HEADS_BY_WIDTH", "ImportRefused", "check_expect", "check_tensors",
-           "expected_config", "grid_side", "heads_for", "indexed", "is_state_dict", "matching_preset", "negate_velocity_rows",
-           "plain_args", "read_foreign", "reverse_sinusoid_input"]
+           "expected_config", "grid_side", "heads_for", "indexed", "is_state_dict", "matching_preset",
+           "negate_velocity_rows", "plain_args", "read_foreign", "reverse_sinusoid_input"]

@@ -65,7 +65,8 @@ def import_checkpoint(path: str | Path, source: str | None = None, expect: str |
                       "num_classes": cfg.num_classes, "latent_mean": mean, "latent_std": std,
                       "resolution": cfg.input_size * 8},
         "imported_from": {"path": str(path), "source": module.NAME, "format": kind, "args": args,
-                          "preset": expect or matching_preset(cfg, module.FAMILY), "conventions": _CONVENTIONS[module.NAME]},
+                          "preset": expect or matching_preset(cfg, module.FAMILY),
+                          "conventions": _CONVENTIONS[module.NAME]},
     }
     sample = module.sample_defaults(args)
     if sample:  # the source's guidance, as `sample` reads a run's defaults
