@@ -35,6 +35,12 @@ class ModelConfig:
     upsample_refine_ratio: int = 4  # hidden width / D of the "mlp" refine
     time_embedder: str = "mlp"
     time_embedder_layers: int = 2
+    # the "mlp" (sinusoid) embedder sees time_embed_scale * t: 1000 as DiT's integer steps, 1 as the MPDiT
+    # authors, SiT and PPFlow (raw t); the "fno" embedder always takes raw t
+    time_embed_scale: float = 1000.0
+    # FNO spectral weights: "fno" (1/C^2) U[0, 1) as the original FNO code, "authors" N(0, 1) as MPDiT's
+    # Algorithm 2 (real and imaginary parts alike)
+    fno_init: str = "fno"
     class_tokens: int = 0  # m; 0 means DiT's label embedding added into the modulation input
     modulation: str = "per_block"
     learn_sigma: bool = False
@@ -100,6 +106,7 @@ KEY_GENERATIONS: dict[str, int] = {
                      "in_channels", "num_classes", "input_size"), 0),
     "time_patch_sizes": 1, "time_boundaries": 1,
     "upsample_refine": 2, "upsample_refine_ratio": 2,
+    "time_embed_scale": 3, "fno_init": 3,
 }
 CONFIG_HASH_GENERATION = 0
 RUN_ID_GENERATION = 1
@@ -110,6 +117,7 @@ def identity_values(values: Mapping[str, Any], generation: int) -> dict[str, Any
     defaults = ModelConfig().to_dict()
     return {key: value for key, value in values.items()
             if not (KEY_GENERATIONS[key] > generation and value == defaults[key])}
+FNO_INITS = ("fno", "authors")
 
 
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:
@@ -135,7 +143,8 @@ _FIELD_KINDS: dict[str, str] = {
     "depths": "int_list", "patch_sizes": "int_list", "refine_depth": "optional_int",
     "hidden_size": "int", "num_heads": "int", "mlp_ratio": "float", "upsample": "str",
     "upsample_refine": "str", "upsample_refine_ratio": "int",
-    "time_embedder": "str", "time_embedder_layers": "int", "class_tokens": "int",
+    "time_embedder": "str", "time_embedder_layers": "int", "time_embed_scale": "float", "fno_init": "str",
+    "class_tokens": "int",
     "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
     "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
 }
@@ -193,6 +202,10 @@ def _validated(cfg: ModelConfig, source: str | None) -> ModelConfig:
         fail("class_tokens", "an integer >= 0 (0 = label embedding in the modulation, m >= 1 = m prefix tokens)")
     if cfg.mlp_ratio <= 0:
         fail("mlp_ratio", "a number > 0")
+    if cfg.time_embed_scale <= 0:
+        fail("time_embed_scale", "a number > 0 (1000: DiT's integer steps, 1: raw t as MPDiT's authors, SiT, PPFlow)")
+    if cfg.fno_init not in FNO_INITS:
+        fail("fno_init", ", ".join(FNO_INITS) + " (U[0, 1)/C^2 as the FNO code, N(0, 1) as MPDiT's authors)")
     if cfg.hidden_size % cfg.num_heads:
         fail("num_heads", f"a divisor of hidden_size={cfg.hidden_size}")
     if cfg.hidden_size % 4:

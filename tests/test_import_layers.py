@@ -42,6 +42,7 @@ LOWER: dict[str, set[str]] = {
 UPPER: dict[str, set[str]] = {
     "engine": {"sweeps", "reports", "bench", "cli"},
     "evaluation": {"sweeps", "reports", "bench", "cli"},
+    "imports": {"sweeps", "reports", "bench", "cli"},
     "bench": {"sweeps", "reports", "cli"},
     "sweeps": {"reports", "bench", "cli"},
     "reports": {"bench", "cli"},

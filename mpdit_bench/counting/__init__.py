@@ -8,9 +8,10 @@ trajectory average, training FLOPs per sample, and named presets counted into di
 from mpdit_bench.counting.measure import (analytic_counts, build_for_counting, conv_transpose_output_extra, count,
                                           count_config, count_model, count_schedule, example_inputs, fvcore_flops,
                                           paper_convention_flops, param_count, param_counts, preset_rows,
-                                          ptflops_macs, training_flops_per_sample, trajectory_flops)
+                                          ptflops_macs, storage_param_count, training_flops_per_sample,
+                                          trajectory_flops)
 
 __all__ = ["analytic_counts", "build_for_counting", "conv_transpose_output_extra", "count", "count_config",
            "count_model", "count_schedule", "example_inputs", "fvcore_flops", "paper_convention_flops",
-           "param_count", "param_counts", "preset_rows", "ptflops_macs", "training_flops_per_sample",
-           "trajectory_flops"]
+           "param_count", "param_counts", "preset_rows", "ptflops_macs", "storage_param_count",
+           "training_flops_per_sample", "trajectory_flops"]

@@ -29,6 +29,7 @@ from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import MultiPatchDiT, build_model, get_preset, list_models, model_config
 from mpdit_bench.models.blocks import explicit_attention
 from mpdit_bench.paper.figures import paper_figures, row_figures
+from mpdit_bench.components.time_embed import complex_pairs
 
 
 def example_inputs(cfg: ModelConfig, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,14 +39,20 @@ def example_inputs(cfg: ModelConfig, batch: int = 1) -> tuple[torch.Tensor, torc
 
 
 def param_count(model: nn.Module) -> int:
-    """All parameters, frozen position tables included (as the papers count)."""
+    """All parameters, frozen position tables included and a complex weight counted as one number (as the
+    papers count); ``storage_param_count`` is the number of real values stored."""
+    return storage_param_count(model) - complex_pairs(model)
+
+
+def storage_param_count(model: nn.Module) -> int:
+    """Real values stored: a complex weight (FNO spectral layer) is two real tensors."""
     return sum(p.numel() for p in model.parameters())
 
 
 def param_counts(model: nn.Module) -> tuple[int, int]:
-    """(all parameters including frozen position tables, trainable parameters)."""
+    """(all parameters including frozen position tables, trainable parameters), complex weights as one."""
     params = list(model.parameters())
-    return param_count(model), sum(p.numel() for p in params if p.requires_grad)
+    return param_count(model), sum(p.numel() for p in params if p.requires_grad) - complex_pairs(model)
 
 
 def fvcore_flops(model: nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
@@ -156,6 +163,7 @@ def count(model: MultiPatchDiT, cross_check: bool = True) -> dict:
         "input_size": cfg.input_size,
         "params": params,
         "params_trainable": trainable,
+        "params_stored": storage_param_count(model),  # real values: a complex weight is two
         "gflops": total / 1e9,
         "gflops_analytic": model.flops() / 1e9,
         "gflops_paper_convention": paper_convention_flops(

@@ -3,7 +3,8 @@
 The model predicts the velocity v = n - z of the interpolant z_t = (1 - t) z + t n, so the ODE is
 dx/dt = v(x, t), integrated from t = 1 down to t = 0 on a uniform grid of ``steps`` intervals.
 
-Classifier-free guidance: v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) on all channels, the
+Classifier-free guidance: v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) on all channels (or on the
+first ``cfg_channels``, the others conditional, as SiT and PPFlow guide 3 of 4 latent channels), the
 conditional and null halves in one forward pass; with ``guidance_interval = (t_lo, t_hi)`` it is
 applied only for t_lo <= t <= t_hi (elsewhere the conditional velocity alone). At w = 1 the null pass
 is skipped, so the result is exactly the conditional model's. A model with a patch schedule (PPFlow) may
@@ -47,6 +48,9 @@ SAMPLE_KEYS: dict[str, Key] = {
     "steps": Key(50, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "cfg_scale": Key(1.0, _cfg_scale_ok, "a number >= 0 (1 = no guidance), or a list of them, one per stage "
                                          "of a patch schedule, coarse first"),
+    "cfg_channels": Key(None, optional(lambda v: is_int(v) and v >= 1),
+                        "null (guide every channel, as MPDiT) or the number of leading channels guided, the others "
+                        "conditional (3 as SiT and PPFlow)"),
     "guidance_interval": Key(None, optional(lambda v: isinstance(v, (list, tuple)) and len(v) == 2
                                             and all(is_num(t) for t in v) and 0 <= v[0] <= v[1] <= 1),
                              "null or [t_lo, t_hi] with 0 <= t_lo <= t_hi <= 1"),
@@ -107,10 +111,12 @@ def parse_sample_options(options: dict[str, Any]) -> dict[str, Any]:
 
 # ---- the model as a velocity field -------------------------------------------------------------------
 def guided_velocity(model: torch.nn.Module, channels: int, null_class: int,
-                    cfg_scale: float | Sequence[float] = 1.0, interval: Sequence[float] | None = None) -> Velocity:
+                    cfg_scale: float | Sequence[float] = 1.0, interval: Sequence[float] | None = None,
+                    guided_channels: int | None = None) -> Velocity:
     """v(x, t, y) with classifier-free guidance; t is a Python float shared by the batch.
 
-    ``cfg_scale``: one number, or one per stage of the model's patch schedule (coarse first)."""
+    ``cfg_scale``: one number, or one per stage of the model's patch schedule (coarse first).
+    ``guided_channels``: guide only the first k channels, the rest stay conditional (None: all)."""
     scales = [float(w) for w in cfg_scale] if isinstance(cfg_scale, (list, tuple)) else [float(cfg_scale)]
 
     def velocity(x: torch.Tensor, t: float, y: torch.Tensor) -> torch.Tensor:
@@ -125,7 +131,8 @@ def guided_velocity(model: torch.nn.Module, channels: int, null_class: int,
         null = torch.full_like(y, null_class)
         out = model(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([y, null]))[:, :channels]  # (2B, C, H, W)
         cond, uncond = out.chunk(2)
-        return uncond + w * (cond - uncond)
+        k = channels if guided_channels is None else guided_channels
+        return torch.cat([uncond[:, :k] + w * (cond[:, :k] - uncond[:, :k]), cond[:, k:]], dim=1)
 
     return velocity
 
@@ -203,7 +210,8 @@ def sample_indices(model: torch.nn.Module, cfg: ModelConfig, indices: Sequence[i
     """Samples (len(indices), C, H, W) in model space for global sample ``indices`` with ``labels``."""
     o = options
     check_cfg_scale(o["cfg_scale"], cfg)
-    v = guided_velocity(model, cfg.in_channels, cfg.num_classes, o["cfg_scale"], o["guidance_interval"])
+    v = guided_velocity(model, cfg.in_channels, cfg.num_classes, o["cfg_scale"], o["guidance_interval"],
+                        o["cfg_channels"])
     shape = (cfg.in_channels, cfg.input_size, cfg.input_size)
     outs = []
     for start in range(0, len(indices), o["batch_size"]):

@@ -41,7 +41,8 @@ class MultiPatchDiT(nn.Module):
         self.fine_stage = self.schedule.fine_stage if self.schedule else 0
 
         self.time_embed = registry.create("time_embedder", cfg.time_embedder, hidden_size=D,
-                                          num_layers=cfg.time_embedder_layers)
+                                          num_layers=cfg.time_embedder_layers, time_scale=cfg.time_embed_scale,
+                                          spectral_init=cfg.fno_init)
         self.class_embed = registry.create("class_embedder", "tokens" if m else "label",
                                            num_classes=cfg.num_classes, hidden_size=D, num_tokens=m)
         self.modulation = registry.create("modulation", cfg.modulation, hidden_size=D, depth=cfg.depth)
