@@ -12,6 +12,7 @@ so changing them never re-runs a run.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,12 +30,12 @@ def wanted(spec: RunSpec) -> bool:
 
 
 def resolve_steps(every: list[int | float], steps: int) -> list[int]:
-    """``eval.every`` as steps of a run of ``steps`` steps: a fraction f is round(f x steps) within
-    1..steps; a step is taken as written (one past the run's end is reported as never reached)."""
+    """``eval.every`` as steps of a run of ``steps`` steps: a fraction f is f x steps rounded half up,
+    within 1..steps; a step is taken as written (one past the run's end is reported as never reached)."""
     out = set()
     for value in every:
         if isinstance(value, float):
-            out.add(min(steps, max(1, round(value * steps))))
+            out.add(min(steps, max(1, math.floor(value * steps + 0.5))))
         else:
             out.add(int(value))
     return sorted(out)
