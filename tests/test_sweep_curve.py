@@ -264,3 +264,17 @@ def test_a_real_tiny_run_gets_its_heldout_curve(tmp_path, monkeypatch):
     assert steps == [2, 4] and all(0.0 < loss < 10.0 for loss in losses)
     assert record["curve"][0]["wall_s"] < record["curve"][1]["wall_s"]
     assert record["curve"][1]["train_flops"] == pytest.approx(2 * record["curve"][0]["train_flops"], rel=1e-9)
+
+
+def test_the_train_phase_keeps_a_checkpoint_at_each_point_also_on_resume(tmp_path):
+    from mpdit_bench.sweeps.pipeline import write_run_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = runs_of(tmp_path, with_eval(EXPERIMENT, every=[0.25, 1.0]))[0]
+    config = write_run_config(spec, run)
+    assert yaml.safe_load(config.read_text())["train"]["keep_steps"] == [2]
+    assert spec.run_config()["train"].get("keep_steps") is None  # the run's own settings (and id) unchanged
+    later = runs_of(tmp_path, with_eval(EXPERIMENT, every=[0.25, 0.5, 1.0]), "later.yaml")[0]
+    written = yaml.safe_load(write_run_config(later, run).read_text())  # a resume with a point added
+    assert written["train"]["keep_steps"] == [2, 4] and written["model"] == spec.model

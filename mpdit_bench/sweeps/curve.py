@@ -178,23 +178,14 @@ def run_curve(spec: RunSpec, run_dir: Path, final_step: int, train_flops_per_sam
             "metrics": curve_metrics(spec)}
 
 
-def recorded_steps(record: dict[str, Any]) -> set[int]:
-    """Steps a record's curve accounts for: computed points and points reported missing."""
-    from mpdit_bench.sweeps.records import curve_points
-
-    return ({p["step"] for p in curve_points(record)}
-            | {m["step"] for m in record.get("curve_missing") or []})
-
-
-def needs_update(spec: RunSpec, run_dir: Path, record: dict[str, Any]) -> bool:
+def needs_update(spec: RunSpec, run_dir: Path, final_step: int, recorded: set[int]) -> bool:
     """Whether a finished run's curve lacks a point ``eval.every`` asks for (a point added after it
     finished, or a metric added to eval.curve_metrics) that its checkpoints can still give, or whose
-    absence its record does not report yet."""
+    absence its record does not report yet (``recorded``: the steps its record accounts for)."""
     if not wanted(spec):
         return False
-    final = final_step_of(record.get("train") or {}, spec)
-    todo = plan(spec, run_dir, final)
-    return bool(todo.todo) or not set(todo.requested) <= recorded_steps(record)
+    todo = plan(spec, run_dir, final_step)
+    return bool(todo.todo) or not set(todo.requested) <= recorded
 
 
 def final_step_of(summary: dict[str, Any], spec: RunSpec) -> int:

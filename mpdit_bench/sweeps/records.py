@@ -120,6 +120,11 @@ def curve_points(record: dict[str, Any]) -> list[dict[str, Any]]:
     return (record.get("curve") or []) if "training_log" in record else []
 
 
+def recorded_curve_steps(record: dict[str, Any]) -> set[int]:
+    """The steps a record's curve accounts for: its computed points and the points it reports missing."""
+    return {p["step"] for p in curve_points(record)} | {m["step"] for m in record.get("curve_missing") or []}
+
+
 def load_records(results_dir: str | Path, experiment: str | None = None):
     """All records under ``results_dir`` as a DataFrame: one row per run, metrics as ``metric.<name>``,
     their 95 % intervals as ``ci95_low.<name>`` / ``ci95_high.<name>``, the training seed as ``seed``.

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from mpdit_bench.sweeps import curve
 from mpdit_bench.sweeps.runspec import RunSpec
-from mpdit_bench.sweeps.records import build_record
+from mpdit_bench.sweeps.records import build_record, recorded_curve_steps
 from mpdit_bench.sweeps.pipeline import ENTRY, Pipeline, ValidationHook
 from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, phases_of,
                                       read_json, write_json_atomic)
@@ -146,7 +146,9 @@ def is_done(spec: RunSpec, run_dir: Path, pipeline: Any | None = None) -> bool:
         return False
     if "curve" not in (pipeline or Pipeline).names or not curve.wanted(spec):
         return True
-    return not curve.needs_update(spec, run_dir, read_json(run_dir / RECORD) or {})
+    record = read_json(run_dir / RECORD) or {}
+    final = curve.final_step_of(record.get("train") or {}, spec)
+    return not curve.needs_update(spec, run_dir, final, recorded_curve_steps(record))
 
 
 @dataclass
