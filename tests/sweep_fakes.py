@@ -68,6 +68,47 @@ class FakePhases:
         return {name: None for name in spec.eval["metrics"]} | {"fake_quality": len(spec.run_id)}
 
 
+class FakeCurvePhases(FakePhases):
+    """The fakes with a curve phase: training leaves empty checkpoint files where the engine would keep
+    them (train.keep_steps and the curve's points, but not ``drop``), and each point's "evaluation" is a
+    logged call returning a falling fake held-out loss. ``fail_at`` makes the evaluation of that step fail."""
+
+    names = ("count", "train", "sample", "evaluate", "curve")
+
+    def __init__(self, log, drop: tuple[int, ...] = (), fail_at: int | None = None, **kwargs):
+        super().__init__(log, **kwargs)
+        self.drop, self.fail_at = set(drop), fail_at
+
+    def train(self, spec, run_dir, on_validation=None):
+        from mpdit_bench.sweeps.curve import keep_steps
+
+        result = super().train(spec, run_dir, on_validation)
+        folder = run_dir / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        (folder / "last.pt").write_bytes(b"")
+        for step in set(spec.train.get("keep_steps") or []) | set(keep_steps(spec)):
+            if step not in self.drop:
+                (folder / f"step_{step:07d}.pt").write_bytes(b"")
+        (run_dir / "summary.json").write_text(json.dumps({"final_step": spec.train["steps"], "train_seconds": 9.0}))
+        return {**result, "final_step": spec.train["steps"]}
+
+    def curve(self, spec, run_dir):
+        from mpdit_bench.sweeps.curve import final_step_of, run_curve, wanted
+
+        if not wanted(spec):
+            return {"computed": [], "missing": []}
+
+        def evaluate_point(step, checkpoint, names):
+            self._event(spec, f"curve@{step}", "start")
+            if step == self.fail_at:
+                raise PhaseError(f"fake failure at step {step}")
+            return {"metrics": {name: 1.0 / step for name in names},
+                    "intervals": {name: [0.9 / step, 1.1 / step] for name in names}, "wall_s": float(step)}
+
+        final = final_step_of(json.loads((run_dir / "summary.json").read_text()), spec)
+        return run_curve(spec, run_dir, final, 1.0e6, evaluate_point)
+
+
 def read_events(log: str | Path) -> list[dict]:
     path = Path(log)
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -67,7 +67,7 @@ def test_run_through_the_contract_cli(specs, tmp_path):
     assert record["metrics"]["fd_fmnist_proxy"] is None and record["metrics"]["fid"] is None  # null, not 0
     assert record["metrics"]["num_samples"] == 5 and "notes" not in record["metrics"]
     assert record["evaluation"]["metrics"] == ["proxy", "fid"]
-    assert len(record["curve"]) == 6 and record["sample_grid"].endswith("samples.png")
+    assert len(record["training_log"]) == 6 and record["sample_grid"].endswith("samples.png")
     assert json.loads((run / "record.json").read_text())["run_id"] == cpu.run_id
 
 

@@ -62,7 +62,8 @@ def test_runs_once_and_records(sweep):
     frame = load_records(results)
     assert len(frame) == len(runs) and frame["metric.fd_fmnist_proxy"].isna().all()  # null stays missing
     rec = frame.iloc[0]["record"]
-    assert rec["curve"] and rec["curve"][0]["val_loss"] == 1.0 and rec["images_seen"] == 64
+    assert rec["training_log"] and rec["training_log"][0]["val_loss"] == 1.0 and rec["images_seen"] == 64
+    assert rec["curve"] == [] and rec["curve_missing"] == []  # no eval.every: no curve along training
     assert rec["params"] > 0 and rec["gflops"] > 0 and rec["software"]["python"]
 
 

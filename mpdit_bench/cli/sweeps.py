@@ -112,10 +112,9 @@ def _run_locally(experiment: Path, name: str, scale: str, seeds: Optional[int], 
 
 def _submit_to_slurm(experiment: str, runs: list, results: str, settings: list[str]) -> None:
     from mpdit_bench.sweeps import slurm as sl
-    from mpdit_bench.sweeps.runner import run_dir_of
-    from mpdit_bench.sweeps.state import is_finished
+    from mpdit_bench.sweeps.runner import is_done, run_dir_of
 
-    todo = [s for s in runs if not is_finished(run_dir_of(Path(results), s))]
+    todo = [s for s in runs if not is_done(s, run_dir_of(Path(results), s))]
     if not todo:
         console.print("every run is finished; nothing to submit")
         return

@@ -1,5 +1,6 @@
-"""The pipeline of one run: count -> train -> heldout -> sample -> evaluate, each phase the suite's command
-line (docs/CONTRACTS.md). ("Stages" are PPFlow's, over sampling time; a run has phases.)
+"""The pipeline of one run: count -> train -> heldout -> sample -> evaluate -> curve, each phase the suite's
+command line (docs/CONTRACTS.md). ("Stages" are PPFlow's, over sampling time; a run has phases.) The curve
+phase evaluates the checkpoints kept along training (`sweeps.curve`) with the same functions.
 
 Each phase builds the exact command another part of the suite documents and parses what it leaves on
 disk. Training goes through ``torchrun`` when a run asks for several processes, so a local sweep and a
@@ -26,7 +27,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.evaluation.metric_table import flags_for
+from mpdit_bench.evaluation.metric_table import HELDOUT_LOSS, flags_for
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.sweeps.runspec import RunSpec
 
@@ -76,10 +77,12 @@ SAMPLE_FLAGS = (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "-
 EVALUATE_FLAGS = (("device", "--device"), ("batch_size", "--batch-size"), ("bootstrap", "--bootstrap"))
 
 
-def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
+def sample_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY, checkpoint: Path | None = None,
+                   out: Path | None = None, num: int | None = None) -> list[str]:
+    """Sampling of the run's last.pt into RUN/samples.npz, or of ``checkpoint`` into ``out`` (``num`` samples)."""
     s = spec.sample
-    cmd = [sys.executable, *entry, "sample", str(run_dir / "checkpoints" / "last.pt"),
-           "--num", str(s["num"]), "--out", str(run_dir / "samples.npz")]
+    cmd = [sys.executable, *entry, "sample", str(checkpoint or run_dir / "checkpoints" / "last.pt"),
+           "--num", str(num or s["num"]), "--out", str(out or run_dir / "samples.npz")]
     for key, flag in SAMPLE_FLAGS:
         if key in s:  # a list (one guidance scale per PPFlow stage) is the flag's comma form
             cmd += [flag, ",".join(map(str, s[key])) if isinstance(s[key], list) else str(s[key])]
@@ -92,20 +95,23 @@ def cli_metrics(names: list[str]) -> str:
     return ",".join(flags_for(names))
 
 
-def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY) -> list[str]:
+def evaluate_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY, samples: Path | None = None,
+                     metrics: list[str] | None = None) -> list[str]:
+    """Evaluation of RUN/samples.npz on eval.metrics, or of ``samples`` on ``metrics``."""
     e = spec.eval
-    cmd = [sys.executable, *entry, "evaluate", str(run_dir / "samples.npz"), "--ref", e["ref"],
-           "--metrics", cli_metrics(e["metrics"]), "--json"]
+    cmd = [sys.executable, *entry, "evaluate", str(samples or run_dir / "samples.npz"), "--ref", e["ref"],
+           "--metrics", cli_metrics(metrics or e["metrics"]), "--json"]
     for key, flag in EVALUATE_FLAGS:
         if key in e:
             cmd += [flag, str(e[key])]
     return cmd
 
 
-def evaluate_options(spec: RunSpec) -> dict[str, Any]:
+def evaluate_options(spec: RunSpec, metrics: list[str] | None = None) -> dict[str, Any]:
     """The run's evaluation as `evaluation.evaluate` keywords: what `evaluate_command` passes as flags."""
     e = spec.eval
-    return {"ref": e["ref"], "metrics": cli_metrics(e["metrics"]), **{k: e[k] for k, _ in EVALUATE_FLAGS if k in e}}
+    return {"ref": e["ref"], "metrics": cli_metrics(metrics or e["metrics"]),
+            **{k: e[k] for k, _ in EVALUATE_FLAGS if k in e}}
 
 
 def evaluation_references(runs: list[RunSpec]) -> list[dict[str, Any]]:
@@ -218,10 +224,38 @@ def last_json_object(text: str) -> dict[str, Any]:
 
 
 # ---- the phases ------------------------------------------------------------------------------------
-class Pipeline:
-    """count -> train -> heldout -> sample -> evaluate for one run directory; each returns a JSON-able dict."""
+def write_run_config(spec: RunSpec, run_dir: Path) -> Path:
+    """RUN/config.yaml, the run config training reads, keeping a checkpoint at each curve point
+    (``train.keep_steps``). A resumed run keeps its written config; only the kept steps may grow, which a
+    resume allows (`engine.run_config.RESUMABLE_TRAIN_KEYS`)."""
+    from mpdit_bench.sweeps.curve import keep_steps
 
-    names = ("count", "train", "heldout", "sample", "evaluate")
+    config = run_dir / "config.yaml"
+    run = yaml.safe_load(config.read_text()) if config.is_file() else spec.run_config()
+    changed = not config.is_file()
+    keep = keep_steps(spec)
+    if keep:
+        before = run["train"].get("keep_steps") or []
+        wanted = sorted(set(before) | set(keep))
+        if wanted != before:
+            run["train"] = {**run["train"], "keep_steps": wanted}
+            changed = True
+    if changed:
+        write_text_atomic(config, yaml.safe_dump(run, sort_keys=False))
+    return config
+
+
+def taken(result: dict[str, Any], names: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, intervals) of ``names`` from a heldout or evaluate result (``<name>_ci95`` intervals)."""
+    return ({n: result.get(n) for n in names},
+            {n: result[f"{n}_ci95"] for n in names if result.get(f"{n}_ci95") is not None})
+
+
+class Pipeline:
+    """count -> train -> heldout -> sample -> evaluate -> curve for one run directory; each returns a
+    JSON-able dict."""
+
+    names = ("count", "train", "heldout", "sample", "evaluate", "curve")
 
     def __init__(self, entry: tuple[str, ...] = ENTRY):
         self.entry = tuple(entry)  # tests point this at a stand-in CLI that follows the same contracts
@@ -238,9 +272,7 @@ class Pipeline:
                                        "gflops_paper_convention", "config_hash")}
 
     def train(self, spec: RunSpec, run_dir: Path, on_validation: ValidationHook | None = None) -> dict[str, Any]:
-        config = run_dir / "config.yaml"
-        if not config.exists():
-            write_text_atomic(config, yaml.safe_dump(spec.run_config(), sort_keys=False))
+        config = write_run_config(spec, run_dir)
         seen: set[int] = set()
         stamp = [0.0]
 
@@ -274,34 +306,42 @@ class Pipeline:
         a small forward-only pass needs no process of its own. Off with ``eval.heldout: false``."""
         if not spec.eval.get("heldout", spec.data.get("name") == "fashion-mnist"):
             return {"heldout_loss": None, "heldout_note": "eval.heldout is false"}
+        return self.heldout_of(spec, run_dir / "checkpoints" / "last.pt")
+
+    def heldout_of(self, spec: RunSpec, checkpoint: Path) -> dict[str, Any]:
         from mpdit_bench.evaluation.heldout import heldout_loss
 
-        return heldout_loss(run_dir / "checkpoints" / "last.pt", bootstrap=spec.eval.get("bootstrap", 1000) or 1000)
+        return heldout_loss(checkpoint, bootstrap=spec.eval.get("bootstrap", 1000) or 1000)
 
-    def sample(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
-        cmd, log = sample_command(spec, run_dir, self.entry), run_dir / "logs" / "sample.log"
-        samples = run_dir / "samples.npz"
+    def sample(self, spec: RunSpec, run_dir: Path, checkpoint: Path | None = None, out: Path | None = None,
+               num: int | None = None) -> dict[str, Any]:
+        """The run's samples (last.pt into RUN/samples.npz), or ``num`` of ``checkpoint`` into ``out``."""
+        cmd, log = sample_command(spec, run_dir, self.entry, checkpoint, out, num), run_dir / "logs" / "sample.log"
+        samples, num = out or run_dir / "samples.npz", num or spec.sample["num"]
+        samples.parent.mkdir(parents=True, exist_ok=True)
         if self.in_process(spec):
             from mpdit_bench.engine.sampling import sample_checkpoint
 
             with logged_in_process(log, cmd):
-                sample_checkpoint(run_dir / "checkpoints" / "last.pt", spec.sample["num"], samples,
+                sample_checkpoint(checkpoint or run_dir / "checkpoints" / "last.pt", num, samples,
                                   **sample_options(spec.sample))
         else:
             run_command(cmd, log)
         if not samples.is_file():
             raise PhaseError(f"sampling finished without {samples}")
-        grid = run_dir / "samples.png"
-        return {"samples": samples.name, "grid": grid.name if grid.is_file() else None, "num": spec.sample["num"]}
+        grid = samples.with_suffix(".png")
+        return {"samples": samples.name, "grid": grid.name if grid.is_file() else None, "num": num}
 
-    def evaluate(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+    def evaluate(self, spec: RunSpec, run_dir: Path, samples: Path | None = None,
+                 metrics: list[str] | None = None) -> dict[str, Any]:
+        """eval.metrics of the run's samples (RUN/samples.npz), or ``metrics`` of ``samples``."""
         log = run_dir / "logs" / "evaluate.log"
-        cmd = evaluate_command(spec, run_dir, self.entry)
+        cmd = evaluate_command(spec, run_dir, self.entry, samples, metrics)
         if self.in_process(spec):
             from mpdit_bench.evaluation import evaluate
 
             with logged_in_process(log, cmd):
-                result = evaluate(str(run_dir / "samples.npz"), **evaluate_options(spec))
+                result = evaluate(str(samples or run_dir / "samples.npz"), **evaluate_options(spec, metrics))
                 text = json.dumps(result)  # what the command prints: JSON's types, not numpy's
                 print(text)
             return json.loads(text)
@@ -314,4 +354,56 @@ class Pipeline:
             raise PhaseError(f"evaluate failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
         return last_json_object(proc.stdout)
 
+    def curve(self, spec: RunSpec, run_dir: Path) -> dict[str, Any]:
+        """The points of ``eval.every`` not evaluated yet, each from its kept checkpoint (`sweeps.curve`)."""
+        from mpdit_bench.sweeps import curve
+        from mpdit_bench.sweeps.budget import training_flops
+        from mpdit_bench.sweeps.state import load_state
 
+        if not curve.wanted(spec):
+            return {"computed": [], "missing": [], "note": "eval.every is not set"}
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        final = curve.final_step_of(summary, spec)
+        finished = load_state(run_dir)["phases"]
+
+        def evaluate_point(step: int, checkpoint: Path, names: list[str]) -> dict[str, Any]:
+            at_end = step == final and checkpoint.name == "last.pt"
+            return self.curve_point(spec, run_dir, step, checkpoint, names, summary if at_end else None,
+                                    finished if at_end else {})
+
+        return curve.run_curve(spec, run_dir, final, training_flops(spec, spec.experiment), evaluate_point)
+
+    def curve_point(self, spec: RunSpec, run_dir: Path, step: int, checkpoint: Path, names: list[str],
+                    summary: dict[str, Any] | None, finished: dict[str, Any]) -> dict[str, Any]:
+        """``names`` at one point of training. At the final step the run's own held-out and sample results
+        are the point's when they were computed the same way on the same checkpoint (``finished``: the
+        run's finished phases; ``summary``: its training summary)."""
+        from mpdit_bench.sweeps.curve import curve_samples, sample_metric_names
+
+        metrics: dict[str, Any] = {}
+        intervals: dict[str, Any] = {}
+        if HELDOUT_LOSS in names:
+            result = (finished.get("heldout") or {}).get("result") or {}
+            if result.get(HELDOUT_LOSS) is None:
+                result = self.heldout_of(spec, checkpoint)
+            for part, got in zip((metrics, intervals), taken(result, [HELDOUT_LOSS])):
+                part.update(got)
+        sampled = sample_metric_names(names)
+        if sampled:
+            num = curve_samples(spec)
+            result = (finished.get("evaluate") or {}).get("result") or {} if spec.sample["num"] == num else {}
+            if any(n not in result for n in sampled):
+                out = run_dir / "curve" / f"step_{step}" / "samples.npz"
+                self.sample(spec, run_dir, checkpoint, out, num)
+                result = self.evaluate(spec, run_dir, out, sampled)
+            for part, got in zip((metrics, intervals), taken(result, sampled)):
+                part.update(got)
+        if summary is not None and summary.get("train_seconds") is not None:
+            wall = float(summary["train_seconds"])
+        else:
+            from mpdit_bench import checkpoint as checkpoints
+
+            seconds = checkpoints.load(checkpoint).get("train_seconds")
+            wall = None if seconds is None else float(seconds)
+        return {"metrics": metrics, "intervals": intervals, "wall_s": wall}

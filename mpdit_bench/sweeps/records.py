@@ -1,4 +1,5 @@
-"""One JSON record per finished run, and loading all of them into a pandas DataFrame."""
+"""One JSON record per finished run, and loading all of them into pandas DataFrames: one row per run
+(`load_records`), one row per run and point of its curve along training (`load_curves`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench.files import sha256_file
+from mpdit_bench.sweeps.curve import read_points
 from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.sweeps.pipeline import read_metrics_csv
 
-RECORD_VERSION = 2  # 2: seed, smoke, intervals, bootstrap_replicates, heldout
+# 2: seed, smoke, intervals, bootstrap_replicates, heldout. 3: ``curve`` holds the evaluated points along
+# training (`sweeps.curve`), with ``curve_missing``; the metrics.csv rows moved to ``training_log``.
+RECORD_VERSION = 3
 
 
 def _sha256_if_small(path: Path, limit_mb: int = 4096) -> str | None:
@@ -94,12 +98,31 @@ def build_record(spec: RunSpec, state: dict[str, Any], run_dir: Path) -> dict[st
         "metrics": metrics, "intervals": intervals, "bootstrap_replicates": replicates,
         "evaluation": {k: v for k, v in evaluation.items() if k != "bootstrap_replicates"},
         "heldout": {k: v for k, v in heldout.items() if k != "bootstrap_replicates"},
-        "curve": read_metrics_csv(run_dir / "metrics.csv"),
+        "training_log": read_metrics_csv(run_dir / "metrics.csv"),
+        "curve": read_points(run_dir),
+        "curve_missing": list((phases.get("curve", {}).get("result") or {}).get("missing") or []),
         "timings": {name: s.get("seconds") for name, s in phases.items()},
         "sample_grid": str(run_dir / sample["grid"]) if sample.get("grid") else None,
         "run_dir": str(run_dir),
         "hardware": dict(hardware()), "software": dict(software()), "hashes": hashes,
     }
+
+
+def training_log(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics.csv rows of a record (step, loss, val_loss, ...), of any record version."""
+    if "training_log" in record:
+        return record["training_log"] or []
+    return record.get("curve") or []  # records before version 3 kept them under ``curve``
+
+
+def curve_points(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evaluated points along training of a record ([] for records before version 3)."""
+    return (record.get("curve") or []) if "training_log" in record else []
+
+
+def recorded_curve_steps(record: dict[str, Any]) -> set[int]:
+    """The steps a record's curve accounts for: its computed points and the points it reports missing."""
+    return {p["step"] for p in curve_points(record)} | {m["step"] for m in record.get("curve_missing") or []}
 
 
 def load_records(results_dir: str | Path, experiment: str | None = None):
@@ -126,4 +149,32 @@ def load_records(results_dir: str | Path, experiment: str | None = None):
         row["train_seconds"] = (rec.get("timings") or {}).get("train")
         row["record"] = rec
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_curves(results_dir: str | Path, experiment: str | None = None):
+    """Every record's curve along training as a DataFrame: one row per run and point, with the run's
+    identity (run_id, experiment, scale, label, group, seed, smoke), the point's ``step``, ``images_seen``,
+    ``train_flops``, ``wall_s``, ``final`` (the run's last step), its metrics as ``metric.<name>`` and their
+    95 % intervals as ``ci95_low.<name>`` / ``ci95_high.<name>`` (NaN where missing)."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(results_dir).rglob("record.json")):
+        rec = json.loads(path.read_text())
+        if experiment and rec.get("experiment") != experiment:
+            continue
+        points = curve_points(rec)
+        last = max((p["step"] for p in points), default=None)
+        run = {"run_id": rec.get("run_id"), "experiment": rec.get("experiment"), "scale": rec.get("scale"),
+               "label": rec.get("label"), "group": (rec.get("spec") or {}).get("group"), "seed": rec.get("seed"),
+               "smoke": rec.get("smoke")}
+        for point in points:
+            row = {**run, **{k: point.get(k) for k in ("step", "images_seen", "train_flops", "wall_s")},
+                   "final": point["step"] == last}
+            for name, value in (point.get("metrics") or {}).items():
+                row[f"metric.{name}"] = float("nan") if value is None else value
+            for name, (low, high) in (point.get("intervals") or {}).items():
+                row[f"ci95_low.{name}"], row[f"ci95_high.{name}"] = low, high
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -1,9 +1,12 @@
 """Run an experiment's runs: locally one after another, resumable, shareable between workers.
 
-Layout: ``RESULTS/<experiment>/<scale>/<run_id>/`` per run (state.json, record.json, the training run
-directory's files). A worker loops over the runs not finished yet, claims one (state.claim), resumes it
-at the first phase not recorded in state.json, and writes record.json last. Any number of workers, on
-one machine or on Slurm nodes sharing the folder, can run the same sweep; each run is done once.
+Layout: ``RESULTS/<experiment>/<scale>/<run_id>/`` per run (state.json, record.json, curve.json, the
+training run directory's files). A worker loops over the runs not finished yet, claims one (state.claim),
+resumes it at the first phase not recorded in state.json, and writes record.json last. Any number of
+workers, on one machine or on Slurm nodes sharing the folder, can run the same sweep; each run is done
+once. The curve phase is the exception: it runs on every attempt and computes only the points its
+curve.json lacks, and a finished run whose ``eval.every`` asks for a point its record lacks is taken up
+again for that phase alone.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from mpdit_bench.sweeps import curve
 from mpdit_bench.sweeps.runspec import RunSpec
-from mpdit_bench.sweeps.records import build_record
+from mpdit_bench.sweeps.records import build_record, recorded_curve_steps
 from mpdit_bench.sweeps.pipeline import ENTRY, Pipeline, ValidationHook
 from mpdit_bench.sweeps.state import (RECORD, STATE, claim, is_claimed, is_finished, load_state, phases_of,
                                       read_json, write_json_atomic)
@@ -116,6 +120,7 @@ def execute_run(spec: RunSpec, run_dir: Path, pipeline: Any, on_validation: Vali
     write_json_atomic(run_dir / "run.json", spec.to_dict())
     state = load_state(run_dir)
     state["attempts"] = state.get("attempts", 0) + 1
+    state["phases"].pop("curve", None)  # its points are kept in curve.json: rerun, it computes what is missing
     write_json_atomic(run_dir / STATE, state)
     for name in pipeline.names:
         if name in state["phases"]:
@@ -135,6 +140,17 @@ def execute_run(spec: RunSpec, run_dir: Path, pipeline: Any, on_validation: Vali
     return record
 
 
+def is_done(spec: RunSpec, run_dir: Path, pipeline: Any | None = None) -> bool:
+    """Finished, with every curve point its ``eval.every`` asks for computed or reported missing."""
+    if not is_finished(run_dir):
+        return False
+    if "curve" not in (pipeline or Pipeline).names or not curve.wanted(spec):
+        return True
+    record = read_json(run_dir / RECORD) or {}
+    final = curve.final_step_of(record.get("train") or {}, spec)
+    return not curve.needs_update(spec, run_dir, final, recorded_curve_steps(record))
+
+
 @dataclass
 class SweepResult:
     finished: list[str]   # run ids this worker finished
@@ -151,14 +167,14 @@ def run_sweep(runs: list[RunSpec], results_dir: str | Path, pipeline: Any | None
     finished: list[str] = []
     failed: dict[str, str] = {}
     while True:
-        pending = [s for s in runs if s.run_id not in failed and not is_finished(run_dir_of(results_dir, s))]
+        pending = [s for s in runs if s.run_id not in failed and not is_done(s, run_dir_of(results_dir, s), pipeline)]
         if not pending:
             return SweepResult(finished, failed)
         progressed = False
         for spec in pending:
             run_dir = run_dir_of(results_dir, spec)
             with claim(run_dir, worker) as mine:
-                if not mine or is_finished(run_dir):  # another worker has it, or just finished it
+                if not mine or is_done(spec, run_dir, pipeline):  # another worker has it, or just finished it
                     continue
                 progressed = True
                 log(f"{worker}: run {spec.run_id} {spec.label}")
@@ -224,7 +240,8 @@ def dry_run_rows(runs: list[RunSpec], threads: int = 2) -> list[dict[str, Any]]:
         counts = analytic_counts(ModelConfig.from_dict(spec.model_config))
         # a PPFlow model's forward depends on the stage: train on its stage mix (finest stage = the counts)
         mixed = training_flops(spec, spec.experiment) if spec.model_config["time_patch_sizes"] else None
-        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc, mixed, threads)
+        cost = estimate_cost(counts, spec.train, spec.sample, spec.scale, spec.nproc, mixed, threads,
+                             curve.cost_plan(spec))
         rows.append({"run_id": spec.run_id, "label": spec.label, "seed": spec.seed, "smoke": spec.smoke,
                      "model": spec.model, "axes": spec.axes, "nproc": spec.nproc,
                      **counts, **cost, "steps": spec.train["steps"], "global_batch": spec.train["global_batch"]})

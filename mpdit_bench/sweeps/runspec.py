@@ -12,6 +12,9 @@ from mpdit_bench.config import RUN_ID_GENERATION, identity_values
 SCALES = ("paper", "cpu")
 SWEEP_SAMPLE_KEYS = ("num", "device")  # the sample phase's own flags, not sampling defaults of the run
 ID_FIELDS = ("scale", "model", "model_config", "resolution", "nproc", "data", "train", "sample", "eval")
+# eval keys of the curve along training (sweeps/curve.py): which points and metrics are evaluated from kept
+# checkpoints changes nothing the run trains, so a point can be added to a finished run
+CURVE_KEYS = ("every", "curve_metrics", "curve_samples")
 
 
 @dataclass
@@ -57,8 +60,10 @@ class RunSpec:
 
 def run_id(spec: RunSpec) -> str:
     """Stable id: hash of everything that changes what the run computes, and the scale. The model config
-    counts as the id policy of `config.KEY_GENERATIONS` says (run ids are of generation 1)."""
+    counts as the id policy of `config.KEY_GENERATIONS` says (run ids are of generation 1); the curve's
+    eval keys (`CURVE_KEYS`) do not count."""
     keyed = {k: getattr(spec, k) for k in ID_FIELDS}
+    keyed["eval"] = {k: v for k, v in spec.eval.items() if k not in CURVE_KEYS}
     keyed["model_config"] = identity_values(spec.model_config, RUN_ID_GENERATION)
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

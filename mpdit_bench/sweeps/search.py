@@ -287,6 +287,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
     from mpdit_bench.counting import analytic_counts
     from mpdit_bench.sweeps.runner import run_dir_of
     from mpdit_bench.sweeps.state import RECORD, claim, is_finished, read_json
+    from mpdit_bench.sweeps.records import training_log
 
     def objective(trial) -> list[float]:
         params = suggest(trial, space.space)
@@ -312,7 +313,7 @@ def make_objective(space: SearchSpace, study, results_dir: Path, pipeline: Any):
             time.sleep(5)  # the same config is being trained by another worker: reuse its record
         record = read_json(run_dir / RECORD)
         # the full curve from the record (also when an identical config's record was reused)
-        trial.set_user_attr("val_curve", {str(int(r["step"])): r["val_loss"] for r in record["curve"]
+        trial.set_user_attr("val_curve", {str(int(r["step"])): r["val_loss"] for r in training_log(record)
                                           if r.get("step") is not None and r.get("val_loss") is not None})
         values = []
         for obj in space.objectives:

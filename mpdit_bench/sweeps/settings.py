@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 from mpdit_bench.config import ConfigError
-from mpdit_bench.evaluation.metric_table import EVALUATED
+from mpdit_bench.evaluation.metric_table import EVALUATED, HELDOUT_LOSS
 from mpdit_bench.sweeps.runspec import RunSpec
 from mpdit_bench.validation import Key, check_section, is_int
 from mpdit_bench.validation import require as _need
@@ -32,7 +32,25 @@ EVAL_KEYS: dict[str, Key] = {
     "bootstrap": Key(None, lambda v: is_int(v) and v >= 0 and v != 1,
                      "0 (no intervals) or a number of bootstrap replicates >= 2"),
     "heldout": Key(None, lambda v: isinstance(v, bool), "true or false (the held-out flow-matching loss on the fixed grid)"),
+    # quality along training (sweeps/curve.py); outside the run id
+    "every": Key(None, lambda v: is_curve_points(v),
+                 "a non-empty list of training steps (integers >= 1) or of fractions of the run's training "
+                 "(numbers in (0, 1] written with a point, e.g. [0.25, 0.5, 0.75, 1.0])"),
+    "curve_metrics": Key(None, lambda v: isinstance(v, list) and bool(v) and all(x in CURVE_METRICS for x in v),
+                         "a non-empty list from " + ", ".join((HELDOUT_LOSS,) + METRICS)
+                         + " (a sample metric must also be in eval.metrics)"),
+    "curve_samples": Key(None, lambda v: is_int(v) and v >= 1,
+                         "an integer >= 1 (samples drawn at each point of eval.every for its sample metrics)"),
 }
+CURVE_METRICS = (HELDOUT_LOSS,) + METRICS
+
+
+def is_curve_points(value: Any) -> bool:
+    """``eval.every``: steps (ints >= 1) or fractions of the training (floats in (0, 1])."""
+    def point(v: Any) -> bool:
+        return (is_int(v) and v >= 1) or (isinstance(v, float) and 0.0 < v <= 1.0)
+
+    return isinstance(value, list) and bool(value) and all(point(v) for v in value)
 
 
 @dataclass
@@ -97,6 +115,9 @@ def check_settings(nproc: Any, train: dict[str, Any], sample: dict[str, Any], ev
     if "primary" in ev:
         _need(ev["primary"] in ev["metrics"], "eval.primary", ev["primary"],
               "one of eval.metrics: " + ", ".join(ev["metrics"]), source)
+    for name in ev.get("curve_metrics") or []:
+        _need(name == HELDOUT_LOSS or name in ev["metrics"], "eval.curve_metrics", name,
+              f"{HELDOUT_LOSS} or one of eval.metrics: " + ", ".join(ev["metrics"]), source)
 
 
 def check_source_spec(value: str, key: str, source: str) -> None:
