@@ -52,10 +52,12 @@ def train(model: str = ModelA, vs: str = ModelB, batch: int = Batch, overrides: 
 
 @app.command()
 def sample(model: str = ModelA, vs: str = ModelB, batch: int = Batch, overrides: Optional[list[str]] = SetOption,
-           resolution: int = Resolution, warmup: int = Warmup, reps: int = Reps, iters: int = Iters,
+           resolution: int = Resolution, warmup: int = typer.Option(2, help="Untimed short trajectories"),
+           reps: int = Reps, iters: int = typer.Option(1, help="Whole trajectories per repetition"),
            sample_steps: int = typer.Option(250, "--sample-steps", help="Trajectory length for images/s"),
            device: str = Device, threads: Optional[int] = Threads, out_dir: str = OutDir) -> None:
-    """Sampling images/s and peak memory of model A vs B over a whole CFG trajectory (--sample-steps)."""
+    """Sampling images/s, trajectory GFLOPs and peak memory of model A vs B: whole trajectories of the engine's
+    sampler (Euler, --sample-steps steps, CFG, a patch schedule's stages)."""
     _compare("sample", model, vs, batch, overrides, out_dir, threads, resolution=resolution, warmup=warmup,
              reps=reps, iters=iters, sample_steps=sample_steps, device=device)
 
