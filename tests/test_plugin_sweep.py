@@ -47,6 +47,14 @@ def test_the_experiment_keeps_its_plugins_in_every_run_config_not_in_the_run_ids
     from_option = load_experiment(_experiment(tmp_path), plugins=[str(PLUGIN)]).runs("cpu")
     assert [r.run_id for r in from_option] == [r.run_id for r in runs]
     assert all(r.plugins == [str(PLUGIN.resolve())] for r in from_option)
+    # a fresh process (a Slurm job, another worker) imports what it is given before the axes are checked
+    script = ("import sys; from mpdit_bench.sweeps.experiment import load_experiment; "
+              "runs = load_experiment(sys.argv[1], plugins=[sys.argv[2]]).runs('cpu'); "
+              "print(' '.join(r.run_id for r in runs))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "own_upsample.yaml"), str(PLUGIN)],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [r.run_id for r in runs]
 
 
 @needs_fashion_mnist
