@@ -100,9 +100,12 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     x = torch.randn((batch, cfg.in_channels, cfg.input_size, cfg.input_size), generator=gen).to(dev)
     y = torch.randint(cfg.num_classes, (batch,), generator=gen).to(dev)
     t = torch.rand(batch, generator=gen).to(dev)
-    options = check_options({"steps": sample_steps, "cfg_scale": cfg_scale, "batch_size": batch})
+    if mode == "sample":  # checked before the model is built
+        options = check_options({"steps": sample_steps, "cfg_scale": cfg_scale, "batch_size": batch},
+                                "bench sample (--sample-steps, --batch)")
+    precision = applied(SETTINGS) if mode == "sample" else contextlib.nullcontext()  # as `mpdit-bench sample` runs
     times: list[float] = []
-    with rss if rss else contextlib.nullcontext(), applied(SETTINGS) if mode == "sample" else contextlib.nullcontext():
+    with rss if rss else contextlib.nullcontext(), precision:
         torch.manual_seed(0)
         model = build_model(cfg).to(dev)
         if mode == "train":
