@@ -6,7 +6,9 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so t
     format, step, epoch, batch_in_epoch   where training stands (data position = batch within epoch)
     model, ema, optimizer                 state dicts
     rng                                   one {cpu, cuda} entry per rank (torch RNG byte tensors)
-    run_config, model_config              the resolved configs (to rebuild the model for sampling)
+    run_config, model_config              the resolved configs (to rebuild the model for sampling); the
+                                          run config's ``plugins`` are loaded when the file is read, so its
+                                          model can be built wherever it is read
     data_info                             what sampling needs about the data (channels, latent stats)
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import torch
 
+from mpdit_bench import plugins
 from mpdit_bench.files import save_torch_atomic
 
 FORMAT = "mpdit-bench-checkpoint-v1"
@@ -65,7 +68,16 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks the keys {missing}; required: {list(REQUIRED)}")
+    load_plugins(ckpt, path)
     return ckpt
 
 
-__all__ = ["CheckpointError", "FORMAT", "load", "rng_state", "save_atomic", "set_rng_state"]
+def load_plugins(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Import the plugins the checkpoint's run config lists: the components of its model config."""
+    run_config = ckpt.get("run_config")
+    if isinstance(run_config, dict) and run_config.get("plugins"):
+        plugins.load(plugins.check_list(run_config["plugins"], "run_config.plugins", str(path)),
+                     "run_config.plugins", str(path))
+
+
+__all__ = ["CheckpointError", "FORMAT", "load", "load_plugins", "rng_state", "save_atomic", "set_rng_state"]

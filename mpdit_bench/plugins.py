@@ -73,6 +73,17 @@ def check_list(value: Any, key: str = "plugins", source: str | None = None) -> l
     return list(value)
 
 
+def resolved(plugins: Iterable[str]) -> list[str]:
+    """``plugins`` with each .py path made absolute (module names unchanged), so that a run config or a
+    checkpoint that keeps the list finds the files from any directory."""
+    return [str(Path(p).resolve()) if p.endswith(".py") else p for p in plugins]
+
+
+def merged(*lists: Iterable[str]) -> list[str]:
+    """The plugins of several lists, each once, in order of first appearance."""
+    return list(dict.fromkeys(p for plugins in lists for p in plugins))
+
+
 def load(plugins: Iterable[str], key: str = "plugins", source: str | None = None) -> None:
     """Import the installed plugins and then ``plugins`` (module names or .py paths)."""
     load_entry_points()
@@ -90,3 +101,6 @@ def load(plugins: Iterable[str], key: str = "plugins", source: str | None = None
         except Exception as err:
             raise ConfigError(key, plugin, "an importable module name or .py file that registers components "
                               f"({type(err).__name__}: {err})", source) from None
+
+
+__all__ = ["ENTRY_POINT_GROUP", "check_list", "load", "load_entry_points", "merged", "resolved"]

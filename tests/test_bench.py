@@ -67,3 +67,58 @@ def test_bench_train_sample_and_gpu_are_separate_commands_with_their_own_options
     # an option of one command is refused by another
     refused = runner.invoke(app, ["bench", "train", "--model", "b", "--vs", "l", "--small"])
     assert refused.exit_code == 2 and "--small" in refused.output
+
+
+def _stage_counting_build(monkeypatch, seen):
+    """compare's build_model, with a forward hook that records each network evaluation's stage."""
+    import mpdit_bench.bench.compare as compare_module
+    from mpdit_bench.models import build_model
+
+    def build_and_count(cfg):
+        model = build_model(cfg)
+        counts = seen.setdefault(cfg.config_hash(), [])
+
+        def record(module, args, kwargs):
+            t = args[1] if len(args) > 1 else kwargs["t"]
+            stage = int(module.schedule.stage_of(t[:1].cpu())[0]) if module.schedule is not None else 0
+            counts.append((stage, len(t)))
+        model.register_forward_pre_hook(record, with_kwargs=True)
+        return model
+    monkeypatch.setattr(compare_module, "build_model", build_and_count)
+
+
+def test_bench_sample_times_whole_trajectories_with_their_stage_flops(tmp_path, monkeypatch):
+    """PPFlow's speed-up over its isotropic twin follows its trajectory FLOPs: every stage of the schedule
+    is run as often as the sampler's steps put it there, and the GFLOPs reported are that average."""
+    from mpdit_bench.counting import trajectory_flops
+    from mpdit_bench.engine.sampling import time_grid
+    from mpdit_bench.models import build_model, model_config
+
+    seen: dict[str, list] = {}
+    _stage_counting_build(monkeypatch, seen)
+    steps, batch, reps = 10, 2, 2
+    result = compare("sample", "PPF-B-2", "SiT-B/2", batch, TINY, tmp_path, warmup=0, reps=reps, iters=1,
+                     sample_steps=steps, device="cpu")
+    ppf_cfg, sit_cfg = model_config("PPF-B-2", **TINY), model_config("SiT-B/2", **TINY)
+    ppf, sit = build_model(ppf_cfg), build_model(sit_cfg)
+    # the stages the timed trajectories ran: Euler evaluates at t = 1, 0.9, ..., 0.1; t >= 0.5 is the coarse stage
+    ppf_stages = [stage for stage, _ in seen[ppf_cfg.config_hash()]]
+    expected = ppf.schedule.stage_of(torch.tensor(time_grid(steps)[:-1])).tolist() * reps
+    assert ppf_stages == expected and set(ppf_stages) == {0, 1}
+    assert all(rows == 2 * batch for _, rows in seen[ppf_cfg.config_hash()])  # guided: conditional + null batch
+    assert len(seen[sit_cfg.config_hash()]) == steps * reps
+
+    a, b = result["a"], result["b"]
+    fractions = [ppf_stages.count(s) / len(ppf_stages) for s in range(ppf.schedule.num_stages)]
+    assert a["gflops_per_evaluation"] == pytest.approx(trajectory_flops(ppf, fractions) / 1e9, rel=1e-9)
+    assert b["gflops_per_evaluation"] == pytest.approx(sit.flops() / 1e9, rel=1e-9)
+    for r in (a, b):
+        assert r["gflops_per_image"] == pytest.approx(r["gflops_per_evaluation"] * steps * 2, rel=1e-9)
+        assert r["images_per_s"] == pytest.approx(batch / r["seconds_per_iter_median"], rel=1e-9)
+    # the trajectory ratio lies well away from the coarse stage's alone (what one evaluation at t = 0.5 gave)
+    coarse_only = ppf.flops(0) / sit.flops()
+    ratio = result["gflops_ratio_a_over_b"]
+    assert ratio == pytest.approx(trajectory_flops(ppf, fractions) / sit.flops(), rel=1e-9)
+    assert ratio > 2 * coarse_only and ratio < 1.0
+    saved = json.loads(Path(result["path"]).read_text())
+    assert saved["a"]["stage_evaluation_fractions"] == pytest.approx(fractions, rel=1e-9)

@@ -1,10 +1,16 @@
 """Throughput and peak memory of two models side by side, in one process, at the same batch.
 
     train:  one AdamW step (forward, backward, update; bf16 autocast on GPU) on random latents
-    sample: one guided velocity evaluation (conditional + null batch, as CFG samples), reported as
-            images/s for a whole trajectory of ``sample_steps`` evaluations
+    sample: one whole trajectory of the engine's sampler (``engine.sampling.sample_indices``: Euler,
+            ``sample_steps`` steps, classifier-free guidance, a patch schedule's stages in turn) at the
+            precision `mpdit-bench sample` runs (fp32, TF32 matmuls on CUDA)
 
-Each model gets ``warmup`` untimed iterations, then ``reps`` timed repetitions of ``iters`` iterations.
+Each model gets ``warmup`` untimed iterations (in sample mode short trajectories that reach every stage),
+then ``reps`` timed repetitions of ``iters`` iterations.
+
+FLOPs in sample mode follow the trajectory: a model with a patch schedule (PPFlow) runs its coarse stages
+on fewer tokens, so one evaluation costs the average over the sampler's evaluation times
+(``counting.trajectory_flops``), and an image costs that x steps x guidance passes (2 with a null batch).
 Peak memory (``bench.meters``): on CUDA the bytes held by tensors; on CPU the peak resident set size
 above the RSS before the model was built. The method used is recorded with the numbers.
 """
@@ -23,35 +29,56 @@ import torch
 
 from mpdit_bench.bench.meters import RssPeak, release_host_memory, resolve_device, synchronize
 from mpdit_bench.counting import param_count
+from mpdit_bench.engine.sampling import SETTINGS, check_options
+from mpdit_bench.engine.torch_settings import applied
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.models import build_model, model_config
 
 MODES = ("train", "sample")
 
 
-def _iteration(model: torch.nn.Module, mode: str, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, amp,
-               cfg_scale: float) -> Callable[[], None]:
-    """One timed unit: a training step (forward, backward, AdamW) or one guided velocity evaluation."""
-    from mpdit_bench.engine.sampling import guided_velocity
+WARMUP_TRAJECTORY_STEPS = 8  # Euler on 8 steps evaluates in every stage of PPFlow's 2- and 3-stage schedules
+
+
+def _training_step(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                   amp) -> Callable[[], None]:
+    """One training step: forward, flow-style loss, backward, AdamW."""
+    cfg = model.cfg
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step() -> None:
+        with amp:
+            loss = (model(x, t, y)[:, : cfg.in_channels].float() - x).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def _trajectory(model: torch.nn.Module, options: dict[str, Any], batch: int, dev: torch.device) -> Callable[[], None]:
+    """One whole trajectory of ``batch`` images through the engine's sampler with ``options``."""
+    from mpdit_bench.engine.sampling import make_labels, sample_indices
 
     cfg = model.cfg
-    if mode == "train":
-        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-
-        def step() -> None:
-            with amp:
-                loss = (model(x, t, y)[:, : cfg.in_channels].float() - x).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
+    labels = make_labels(batch, cfg.num_classes, "random", options["seed"])
     model.eval()
-    velocity = guided_velocity(model, cfg.in_channels, cfg.num_classes, cfg_scale)
+    return lambda: sample_indices(model, cfg, range(batch), labels, options, dev)
 
-    def evaluation() -> None:
-        with torch.no_grad(), amp:
-            velocity(x, 0.5, y)
-    return evaluation
+
+def sampling_flops(model: torch.nn.Module, steps: int, cfg_scale: float) -> dict[str, Any]:
+    """What one image costs over a ``steps``-step Euler trajectory: GFLOPs per network evaluation averaged
+    over the evaluation times (each in its stage), the guidance passes per evaluation, and their product."""
+    from mpdit_bench.counting import trajectory_flops
+    from mpdit_bench.engine.sampling import time_grid
+
+    times = time_grid(steps)[:-1]  # Euler evaluates at the start of every interval
+    schedule = getattr(model, "schedule", None)
+    fractions = None if schedule is None else schedule.evaluation_fractions(times)
+    per_evaluation = trajectory_flops(model, fractions) / 1e9
+    passes = 1 if float(cfg_scale) == 1.0 else 2  # w = 1 skips the null batch
+    return {"gflops_per_evaluation": per_evaluation, "guidance_passes": passes,
+            "evaluations_per_image": steps, "gflops_per_image": per_evaluation * steps * passes,
+            "stage_evaluation_fractions": None if fractions is None else list(fractions)}
 
 
 def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], resolution: int = 256,
@@ -73,13 +100,22 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     x = torch.randn((batch, cfg.in_channels, cfg.input_size, cfg.input_size), generator=gen).to(dev)
     y = torch.randint(cfg.num_classes, (batch,), generator=gen).to(dev)
     t = torch.rand(batch, generator=gen).to(dev)
+    if mode == "sample":  # checked before the model is built
+        options = check_options({"steps": sample_steps, "cfg_scale": cfg_scale, "batch_size": batch},
+                                "bench sample (--sample-steps, --batch)")
+    precision = applied(SETTINGS) if mode == "sample" else contextlib.nullcontext()  # as `mpdit-bench sample` runs
     times: list[float] = []
-    with rss if rss else contextlib.nullcontext():
+    with rss if rss else contextlib.nullcontext(), precision:
         torch.manual_seed(0)
         model = build_model(cfg).to(dev)
-        one = _iteration(model, mode, x, t, y, amp, cfg_scale)
+        if mode == "train":
+            one = _training_step(model, x, t, y, amp)
+            warm = one
+        else:
+            one = _trajectory(model, options, batch, dev)
+            warm = _trajectory(model, {**options, "steps": min(sample_steps, WARMUP_TRAJECTORY_STEPS)}, batch, dev)
         for _ in range(warmup):
-            one()
+            warm()
         for _ in range(reps):
             synchronize(dev)
             start = time.perf_counter()
@@ -95,8 +131,10 @@ def bench_model(name: str, mode: str, batch: int, overrides: dict[str, Any], res
     if mode == "train":
         out.update(steps_per_s=1.0 / per_iter, images_per_s=batch / per_iter)
     else:
-        out.update(evals_per_s=1.0 / per_iter, images_per_s=batch / (per_iter * sample_steps),
-                   sample_steps=sample_steps, cfg_scale=cfg_scale)
+        out.update(sampling_flops(model, sample_steps, cfg_scale))
+        out.update(images_per_s=batch / per_iter, evals_per_s=sample_steps / per_iter, sample_steps=sample_steps,
+                   cfg_scale=cfg_scale, sampler=options["sampler"], timed_unit="one whole trajectory",
+                   precision="fp32 (TF32 matmuls)" if dev.type == "cuda" else "fp32")
     if dev.type == "cuda":
         out.update(peak_memory_bytes=torch.cuda.max_memory_allocated(dev),
                    memory_method="torch.cuda.max_memory_allocated")
@@ -129,6 +167,7 @@ def compare(mode: str, model_a: str, model_b: str, batch: int, overrides: dict[s
     b = bench_model(model_b, mode, batch, overrides, **kwargs)
     result = {"mode": mode, "a": a, "b": b,
               "throughput_ratio_a_over_b": a["images_per_s"] / b["images_per_s"],
+              "gflops_ratio_a_over_b": a["gflops_per_image"] / b["gflops_per_image"],
               "memory_ratio_a_over_b": (a["peak_memory_bytes"] / b["peak_memory_bytes"]
                                         if b["peak_memory_bytes"] else None),
               "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -142,4 +181,4 @@ def compare(mode: str, model_a: str, model_b: str, batch: int, overrides: dict[s
     return result
 
 
-__all__ = ["MODES", "bench_model", "compare"]
+__all__ = ["MODES", "bench_model", "compare", "sampling_flops"]

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from mpdit_bench.cli.common import SetOption, fail
+from mpdit_bench.cli.common import PluginOption, SetOption, fail
 from mpdit_bench.cli.render import print_comparison
 from mpdit_bench.config import parse_set
 
@@ -44,7 +44,8 @@ def _compare(mode: str, model: str, vs: str, batch: int, overrides: Optional[lis
 @app.command()
 def train(model: str = ModelA, vs: str = ModelB, batch: int = Batch, overrides: Optional[list[str]] = SetOption,
           resolution: int = Resolution, warmup: int = Warmup, reps: int = Reps, iters: int = Iters,
-          device: str = Device, threads: Optional[int] = Threads, out_dir: str = OutDir) -> None:
+          device: str = Device, threads: Optional[int] = Threads, out_dir: str = OutDir,
+          plugins: Optional[list[str]] = PluginOption) -> None:
     """Training steps/s, images/s and peak memory of model A vs B: one AdamW step (bf16 autocast on GPU)."""
     _compare("train", model, vs, batch, overrides, out_dir, threads, resolution=resolution, warmup=warmup,
              reps=reps, iters=iters, device=device)
@@ -52,10 +53,13 @@ def train(model: str = ModelA, vs: str = ModelB, batch: int = Batch, overrides: 
 
 @app.command()
 def sample(model: str = ModelA, vs: str = ModelB, batch: int = Batch, overrides: Optional[list[str]] = SetOption,
-           resolution: int = Resolution, warmup: int = Warmup, reps: int = Reps, iters: int = Iters,
+           resolution: int = Resolution, warmup: int = typer.Option(2, help="Untimed short trajectories"),
+           reps: int = Reps, iters: int = typer.Option(1, help="Whole trajectories per repetition"),
            sample_steps: int = typer.Option(250, "--sample-steps", help="Trajectory length for images/s"),
-           device: str = Device, threads: Optional[int] = Threads, out_dir: str = OutDir) -> None:
-    """Sampling images/s and peak memory of model A vs B over a whole CFG trajectory (--sample-steps)."""
+           device: str = Device, threads: Optional[int] = Threads, out_dir: str = OutDir,
+           plugins: Optional[list[str]] = PluginOption) -> None:
+    """Sampling images/s, trajectory GFLOPs and peak memory of model A vs B: whole trajectories of the engine's
+    sampler (Euler, --sample-steps steps, CFG, a patch schedule's stages)."""
     _compare("sample", model, vs, batch, overrides, out_dir, threads, resolution=resolution, warmup=warmup,
              reps=reps, iters=iters, sample_steps=sample_steps, device=device)
 

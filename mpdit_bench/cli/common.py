@@ -14,6 +14,25 @@ err_console = Console(stderr=True)
 SetOption = typer.Option(None, "--set", help="Config override key=value (repeatable), e.g. --set refine_depth=4")
 
 
+def load_plugins(plugins: Optional[list[str]]) -> list[str]:
+    """``--plugin`` values imported as the option is parsed, so their components are registered before
+    the command checks any name; the installed plugins (entry points) come first. Returns the list with
+    .py paths made absolute, for the commands that record it."""
+    from mpdit_bench import plugins as user_plugins
+    from mpdit_bench.validation import ConfigError
+
+    try:
+        user_plugins.load(plugins or [], "--plugin")
+    except ConfigError as err:
+        fail(str(err))
+    return user_plugins.resolved(plugins or [])
+
+
+PluginOption = typer.Option(None, "--plugin", callback=load_plugins, is_eager=True,
+                            help="A module or .py file of your own components to import first (repeatable), "
+                                 "e.g. --plugin my_lab.parts or --plugin ./parts.py")
+
+
 def report_error(message: str) -> None:
     """Bad input on stderr, unwrapped and without markup (messages quote values like [4, 2])."""
     err_console.print("[bold red]error:[/]", escape(message), soft_wrap=True)

@@ -8,14 +8,15 @@ from typing import Optional
 
 import typer
 
-from mpdit_bench.cli.common import SetOption, console, err_console, fail
+from mpdit_bench.cli.common import PluginOption, SetOption, console, err_console, fail
 from mpdit_bench.cli.render import MODELS_NOTES, models_table, print_flops
 from mpdit_bench.config import ConfigError, parse_set
 
 
 def models(pattern: str = typer.Argument("*", help="Shell-style filter, e.g. 'MPDiT-*'"),
            resolution: int = typer.Option(256, help="Image resolution in pixels (latent = px / 8)"),
-           as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table")) -> None:
+           as_json: bool = typer.Option(False, "--json", help="One JSON object per line instead of a table"),
+           plugins: Optional[list[str]] = PluginOption) -> None:
     """List model presets with parameters and GFLOPs (analytic count, equal to fvcore's)."""
     from mpdit_bench.counting import preset_rows
 
@@ -35,7 +36,8 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
           resolution: int = typer.Option(256, help="Image resolution in pixels: 256 or 512 (latent = px / 8)"),
           overrides: Optional[list[str]] = SetOption,
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object"),
-          cross_check: bool = typer.Option(True, help="Also count with ptflops")) -> None:
+          cross_check: bool = typer.Option(True, help="Also count with ptflops"),
+          plugins: Optional[list[str]] = PluginOption) -> None:
     """Parameters and GFLOPs of one configuration: true (fvcore), analytic, paper convention, ptflops."""
     from mpdit_bench.counting import count_model
 
@@ -49,7 +51,7 @@ def flops(model: str = typer.Option(..., "--model", "-m", help="Preset name (see
         print_flops(result, resolution)
 
 
-def components() -> None:
+def components(plugins: Optional[list[str]] = PluginOption) -> None:
     """List the registered components of every kind."""
     import mpdit_bench.components  # noqa: F401 (importing the components registers them)
     from mpdit_bench import registry
@@ -63,7 +65,8 @@ def tables(table: Optional[str] = typer.Option(None, "--table", help="One table 
            results: str = typer.Option("results", help="Results folder: runs whose record names a table row"),
            scale: str = typer.Option("paper", help="Which runs fill the metric columns: paper or cpu"),
            as_json: bool = typer.Option(False, "--json", help="A JSON list of tables instead of markdown"),
-           out: Optional[str] = typer.Option(None, "--out", help="Write one markdown file per table into DIR")) -> None:
+           out: Optional[str] = typer.Option(None, "--out", help="Write one markdown file per table into DIR"),
+           plugins: Optional[list[str]] = PluginOption) -> None:
     """Every table of both papers in their own layout: the printed figures beside ours (counts computed for
     every architecture row, metrics from finished runs)."""
     from mpdit_bench.reports.paper_render import table_markdown

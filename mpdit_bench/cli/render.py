@@ -135,14 +135,25 @@ def pareto_table(study: Any, objective_names: list[str]) -> Table:
 def print_comparison(result: dict[str, Any]) -> None:
     """`bench train` / `bench sample`: both models' rows and the A / B ratios."""
     a, b = result["a"], result["b"]
-    table = Table(title=f"bench {result['mode']}, batch {a['batch']}, {a['device']}")
-    for col in ("model", "params (M)", "GFLOPs/img", "images/s", "s/iter (median)", "peak mem (MiB)"):
+    sampling = result["mode"] == "sample"
+    title = f"bench {result['mode']}, batch {a['batch']}, {a['device']}"
+    if sampling:
+        title += f", {a['sample_steps']}-step {a['sampler']} trajectories, cfg {a['cfg_scale']:g}"
+    table = Table(title=title)
+    columns = ("model", "params (M)", *(("GFLOPs/eval",) if sampling else ()), "GFLOPs/img", "images/s",
+               "s/trajectory" if sampling else "s/iter (median)", "peak mem (MiB)")
+    for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in (a, b):
-        table.add_row(r["model"], fmt(r["params"] / 1e6, 2), fmt(r["gflops_per_image"], 3),
+        per_eval = (fmt(r["gflops_per_evaluation"], 3),) if sampling else ()
+        table.add_row(r["model"], fmt(r["params"] / 1e6, 2), *per_eval, fmt(r["gflops_per_image"], 3),
                       fmt(r["images_per_s"], 2), fmt(r["seconds_per_iter_median"], 4),
                       fmt(r["peak_memory_bytes"] / 2**20, 1))
     console.print(table)
+    if sampling:
+        console.print(f"GFLOPs/eval: averaged over the trajectory's evaluations (a patch schedule's coarse stages "
+                      f"cost less); GFLOPs/img = GFLOPs/eval x steps x guidance passes; "
+                      f"GFLOPs {a['model']} / {b['model']} = {result['gflops_ratio_a_over_b']:.3f}", style="dim")
     console.print(f"throughput {a['model']} / {b['model']} = [bold]{result['throughput_ratio_a_over_b']:.3f}x[/], "
                   f"peak memory ratio {fmt(result['memory_ratio_a_over_b'], 3)} ({a['memory_method']}) "
                   f"-> {result['path']}")

@@ -7,20 +7,24 @@ from typing import Optional
 
 import typer
 
-from mpdit_bench.cli.common import SetOption, console, fail, fmt
+from mpdit_bench.cli.common import PluginOption, SetOption, console, fail, fmt
 from mpdit_bench.config import ConfigError, parse_set
 
 
 def train(config: str = typer.Argument(..., help="Run config YAML (sections model, model_overrides, data, train)"),
           overrides: Optional[list[str]] = typer.Option(None, "--set", help="section.key=value, e.g. --set train.lr=2e-4"),
-          out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)")) -> None:
+          out: Optional[str] = typer.Option(None, "--out", help="Run directory (default runs/<config name>)"),
+          plugins: Optional[list[str]] = PluginOption) -> None:
     """Train (or resume) a flow-matching run; works alone or under torchrun."""
     from mpdit_bench.checkpoint import CheckpointError
     from mpdit_bench.engine.distributed import is_main_process
     from mpdit_bench.engine.train import TrainingDiverged, load_run_config
     from mpdit_bench.engine.train import train as run_training
+    from mpdit_bench.plugins import merged
 
     run_cfg = load_run_config(config, overrides or [])
+    if plugins:  # kept with the run, so its checkpoints load them wherever they are read
+        run_cfg["plugins"] = merged(run_cfg.get("plugins", []), plugins)
     run_dir = Path(out) if out else Path("runs") / Path(config).stem
     try:
         summary = run_training(run_cfg, run_dir)
@@ -47,7 +51,8 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
            labels: Optional[str] = typer.Option(None, help="random (ADM), balanced or a class index"),
            raw_weights: bool = typer.Option(False, "--raw-weights", help="Use the trained weights, not the EMA"),
            vae: Optional[str] = typer.Option(None, "--vae", help="Local AutoencoderKL folder (latent models)"),
-           device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
+           device: str = typer.Option("auto", help="auto, cpu or cuda"),
+           plugins: Optional[list[str]] = PluginOption) -> None:
     """Sample a checkpoint into ADM's .npz layout and a PNG grid; works under torchrun."""
     from mpdit_bench.checkpoint import CheckpointError
     from mpdit_bench.engine.distributed import is_main_process
@@ -76,7 +81,7 @@ def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint witho
                                                                 "e.g. 0.5 or 0.5,0.25; default PPFlow's"),
             model: Optional[str] = typer.Option(None, "--model", "-m", help="Source preset, when the checkpoint "
                                                                             "has no model_config"),
-            overrides: Optional[list[str]] = SetOption) -> None:
+            overrides: Optional[list[str]] = SetOption, plugins: Optional[list[str]] = PluginOption) -> None:
     """Initialise a PPFlow model from a trained one: patchify average, unpatchify copy, blocks copied."""
     if to != "ppflow":
         fail(f"--to {to!r} is invalid; allowed: ppflow")

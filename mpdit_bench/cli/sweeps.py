@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mpdit_bench.cli.common import console, fail
+from mpdit_bench.cli.common import PluginOption, console, fail
 from mpdit_bench.cli.render import pareto_table, print_dry_run
 from mpdit_bench.config import ConfigError, parse_set
 
@@ -28,14 +28,15 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
                                                 "`workers`, else 1)"),
           slurm: Optional[list[str]] = typer.Option(None, "--slurm", help="Submit to Slurm with submitit; "
                                                     "key=value executor settings (repeatable), e.g. slurm_partition=gpu"),
-          live: bool = typer.Option(True, help="Live view of runs done / running / left")) -> None:
+          live: bool = typer.Option(True, help="Live view of runs done / running / left"),
+          plugins: Optional[list[str]] = PluginOption) -> None:
     """Run an experiment end to end: count, train, sample, evaluate, record. Resumable; shareable by workers."""
     from mpdit_bench.sweeps.experiment import load_experiment
     from mpdit_bench.sweeps.lookup import find_experiment
 
     try:
         path = find_experiment(experiment)
-        exp = load_experiment(str(path))
+        exp = load_experiment(str(path), plugins or [])
         runs = exp.runs(scale, seeds)
     except ConfigError as err:
         fail(str(err))
@@ -44,9 +45,9 @@ def sweep(experiment: str = typer.Argument(..., help="Experiment YAML or name in
     if dry_run:
         _dry_run(exp.name, scale, runs, workers or exp.workers(scale), as_json)
     elif slurm is not None:
-        _submit_to_slurm(str(path), runs, results, slurm)
+        _submit_to_slurm(str(path), runs, results, slurm, plugins or [])
     else:
-        _run_locally(path, exp.name, scale, seeds, runs, results, workers or exp.workers(scale), live)
+        _run_locally(path, exp.name, scale, seeds, runs, results, workers or exp.workers(scale), live, plugins or [])
 
 
 def _dry_run(name: str, scale: str, runs: list, workers: int, as_json: bool) -> None:
@@ -68,7 +69,7 @@ def _dry_run(name: str, scale: str, runs: list, workers: int, as_json: bool) -> 
 
 
 def _run_locally(experiment: Path, name: str, scale: str, seeds: Optional[int], runs: list, results: str,
-                 workers: int, live: bool) -> None:
+                 workers: int, live: bool, plugins: list[str]) -> None:
     """This process is the first of ``workers`` local workers; it starts the others from the same arguments."""
     from rich.live import Live
 
@@ -86,7 +87,7 @@ def _run_locally(experiment: Path, name: str, scale: str, seeds: Optional[int], 
         references = evaluation_references(todo)
     except (ConfigError, SourceError) as err:
         fail(str(err))
-    others = start_workers(max(0, workers - 1), experiment, scale, results, seeds, threads)
+    others = start_workers(max(0, workers - 1), experiment, scale, results, seeds, threads, plugins)
     with worker_threads(threads):
         if references and others:  # while the others train their first runs, this one fills the evaluation caches
             console.print("filling the evaluation caches (once per machine) while the other workers train")
@@ -110,7 +111,7 @@ def _run_locally(experiment: Path, name: str, scale: str, seeds: Optional[int], 
              "run the same command again to retry them", code=1)
 
 
-def _submit_to_slurm(experiment: str, runs: list, results: str, settings: list[str]) -> None:
+def _submit_to_slurm(experiment: str, runs: list, results: str, settings: list[str], plugins: list[str]) -> None:
     from mpdit_bench.sweeps import slurm as sl
     from mpdit_bench.sweeps.runner import is_done, run_dir_of
 
@@ -126,7 +127,7 @@ def _submit_to_slurm(experiment: str, runs: list, results: str, settings: list[s
         executor = sl.build_executor(Path(results) / "slurm", params, todo[0].nproc, scale=todo[0].scale)
     except (NameError, TypeError, ValueError) as err:
         fail(f"{experiment}: Slurm settings (scales.{todo[0].scale}.slurm, then --slurm) {params} are invalid: {err}")
-    jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results))
+    jobs = sl.submit(executor, sl.plan_jobs(experiment, todo, results, plugins))
     console.print(f"submitted {len(jobs)} job(s): " + ", ".join(j.job_id for j in jobs))
 
 
@@ -134,7 +135,8 @@ def search(space: str = typer.Argument(..., help="Search space YAML or name in e
            trials: int = typer.Option(10, "--trials", "-n", help="Trials for this worker to run"),
            storage: Optional[str] = typer.Option(None, help="Optuna storage: an RDB URL (sqlite:///x.db, "
                                                  "postgresql://...) or a journal file path ending in .log"),
-           results: str = typer.Option("results", help="Results folder for the trials' runs")) -> None:
+           results: str = typer.Option("results", help="Results folder for the trials' runs"),
+           plugins: Optional[list[str]] = PluginOption) -> None:
     """Multi-objective architecture search (quality vs GFLOPs) with Optuna, under a GFLOPs budget."""
     from mpdit_bench.sweeps.lookup import find_experiment
     from mpdit_bench.sweeps.search import load_space, run_search
@@ -149,7 +151,8 @@ def search(space: str = typer.Argument(..., help="Search space YAML or name in e
 
 def report(experiment: Optional[str] = typer.Argument(None, help="Experiment name or YAML (default: all)"),
            results: str = typer.Option("results", help="Results folder holding the runs' record.json"),
-           out: str = typer.Option("reports", help="Output folder for markdown and PNG")) -> None:
+           out: str = typer.Option("reports", help="Output folder for markdown and PNG"),
+           plugins: Optional[list[str]] = PluginOption) -> None:
     """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
     from mpdit_bench.reports.report import write_reports
     from mpdit_bench.sweeps.lookup import EXPERIMENTS_DIR, experiment_names, find_experiment

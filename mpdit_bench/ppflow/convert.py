@@ -141,6 +141,7 @@ def load_source(path: str | Path, model: str | None = None, overrides: Mapping[s
         raise ConfigError("model", type(ckpt).__name__, "a checkpoint dict with the state dict under 'model'",
                           str(path))
     if isinstance(ckpt.get("model_config"), dict):
+        checkpoint.load_plugins(ckpt, path)
         return ckpt, ModelConfig.from_dict(ckpt["model_config"], source=f"{path} model_config")
     if model is None:
         raise ConfigError("model_config", None, "a source config in the checkpoint, or --model NAME [--set ...]",

@@ -155,17 +155,18 @@ def resolve_point(exp: Experiment, scale: str, point: dict[str, Any]) -> RunSpec
                     data=merged["data"], train=train, sample=merged["sample"], eval=merged["eval"],
                     slurm=section.slurm, axes=axes, paper_table=exp.paper_table, group=group,
                     paper_row=_paper_row(merged.get("paper_row"), exp.paper_table, full, scale, source),
-                    source=source)
+                    source=source, plugins=exp.plugins)
 
 
 def run_spec(*, experiment: str, scale: str, label: str, model: str, model_config: ModelConfig,
              full_config: ModelConfig, resolution: int, nproc: int, data: dict[str, Any], train: dict[str, Any],
              sample: dict[str, Any], eval: dict[str, Any], slurm: dict[str, Any], axes: dict[str, Any],
              source: str, paper_table: str | None = None, group: str | None = None,
-             paper_row: str | None = None) -> RunSpec:
+             paper_row: str | None = None, plugins: list[str] | tuple[str, ...] = ()) -> RunSpec:
     """The run of one resolved model and its settings, with its id, checked as the engine checks it.
     Sweeps (`resolve_point`) and searches (`search.trial_spec`) make their runs here. ``model`` is the
-    preset the config was built from; ``resolution`` the experiment's (a CPU run records CPU_RESOLUTION)."""
+    preset the config was built from; ``resolution`` the experiment's (a CPU run records CPU_RESOLUTION);
+    ``plugins`` the modules its components come from (kept in its run config, not in its id)."""
     preset = get_preset(model)
     preset_values = preset.config.to_dict()
     overrides = {k: v for k, v in model_config.to_dict().items() if preset_values[k] != v and k != "refine_depth"}
@@ -173,7 +174,7 @@ def run_spec(*, experiment: str, scale: str, label: str, model: str, model_confi
                    model_config=model_config.to_dict(), full_config=full_config.to_dict(),
                    resolution=run_resolution(scale, resolution), nproc=nproc, data=data, train=train,
                    sample=sample, eval=eval, slurm=slurm, axes=axes, paper_table=paper_table, group=group,
-                   paper_row=paper_row, seed=int(train.get("seed", 0)))
+                   paper_row=paper_row, seed=int(train.get("seed", 0)), plugins=list(plugins))
     spec.run_id = run_id(spec)
     check_run(spec, source)
     return spec

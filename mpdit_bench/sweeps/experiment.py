@@ -12,6 +12,7 @@
     budget: {reference: isotropic}          # optional: equal training compute (sweeps/budget.py)
     seeds: 3                                # optional: replicates over training seeds (expand.replicate)
     reference: isotropic                    # optional: the run every other run is compared against
+    plugins: [my_lab.parts, ./parts.py]     # optional: your own components (mpdit_bench/plugins.py)
 
 A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
 ``cpu`` / ``paper`` apply only at that scale; ``paper_row: mpdit/4/mpdit-b-k4`` names the table row the run
@@ -21,11 +22,12 @@ rebuilds. The file is read once into an `Experiment`; every run resolves to a `R
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mpdit_bench import paper as published
+from mpdit_bench import plugins as user_plugins
 from mpdit_bench.config import load_yaml
 from mpdit_bench.sweeps.budget import parse_budget
 from mpdit_bench.sweeps.expand import expand, parse_axes
@@ -34,7 +36,8 @@ from mpdit_bench.sweeps.runspec import SCALES, RunSpec
 from mpdit_bench.sweeps.settings import ScaleSettings, looked_up, parse_scale, parse_seeds
 from mpdit_bench.validation import require as _need
 
-TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference")
+TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference",
+            "plugins")
 
 
 @dataclass
@@ -52,6 +55,7 @@ class Experiment:
     seeds: int | list[int] | None = None
     budget: References | None = None    # equal training compute: group -> the reference run's label
     reference: References | None = None  # comparisons: group -> the reference run's label
+    plugins: list[str] = field(default_factory=list)  # loaded before any run resolves; every run config keeps them
 
     def runs(self, scale: str, seeds: int | None = None) -> list[RunSpec]:
         return expand(self, scale, seeds)
@@ -65,19 +69,23 @@ class Experiment:
         return self.scales[scale].workers if scale in self.scales else 1
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def load_experiment(path: str | Path, plugins: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Read and check an experiment file; every run of every scale is resolved once to check it, so bad
-    overrides fail here, before any compute."""
-    exp = parse_experiment(load_yaml(path), str(path))
+    overrides fail here, before any compute. ``plugins`` (the commands' ``--plugin``) join the file's."""
+    exp = parse_experiment(load_yaml(path), str(path), plugins)
     for scale in exp.scales:
         expand(exp, scale)
     return exp
 
 
-def parse_experiment(raw: dict[str, Any], source: str) -> Experiment:
+def parse_experiment(raw: dict[str, Any], source: str, plugins: list[str] | tuple[str, ...] = ()) -> Experiment:
     """The file's keys checked and typed (runs are not resolved: see `load_experiment`)."""
     for key in raw:
         _need(key in TOP_KEYS, key, raw[key], "one of the top-level keys " + ", ".join(TOP_KEYS), source)
+    own = user_plugins.check_list(raw.get("plugins"), "plugins", source)
+    user_plugins.load(own, "plugins", source)  # before any model override names their components
+    user_plugins.load(plugins, "--plugin", source)
+    plugin_list = user_plugins.merged(user_plugins.resolved(own), user_plugins.resolved(plugins))
     _need(isinstance(raw.get("name"), str) and raw["name"].replace("_", "").replace("-", "").isalnum(),
           "name", raw.get("name"), "a name of letters, digits, '-' and '_'", source)
     base = raw.get("base", {})
@@ -98,4 +106,4 @@ def parse_experiment(raw: dict[str, Any], source: str) -> Experiment:
     return Experiment(name=raw["name"], path=source, description=raw.get("description", ""),
                       paper_table=paper_table, model=base["model"],
                       model_overrides=dict(base.get("model_overrides") or {}), scales=sections, points=points,
-                      seeds=seeds, budget=budget, reference=reference)
+                      seeds=seeds, budget=budget, reference=reference, plugins=plugin_list)

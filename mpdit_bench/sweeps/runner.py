@@ -79,10 +79,11 @@ def worker_threads(threads: int):
 
 
 def worker_command(experiment: str | Path, scale: str, results_dir: str | Path, seeds: int | None = None,
-                   entry: tuple[str, ...] = ENTRY) -> list[str]:
+                   entry: tuple[str, ...] = ENTRY, plugins: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The command of one more local worker on the same sweep: the same experiment file, scale, results
-    folder and seeds, one worker, no live view."""
+    folder, seeds and plugins, one worker, no live view."""
     cmd = [sys.executable, *entry, "sweep", str(experiment), "--scale", scale, "--results", str(results_dir)]
+    cmd += [arg for plugin in plugins for arg in ("--plugin", plugin)]
     if seeds is not None:
         cmd += ["--seeds", str(seeds)]
     return cmd + ["--workers", "1", "--no-live"]
@@ -95,10 +96,10 @@ def worker_environment(threads: int, env: dict[str, str] | None = None) -> dict[
 
 
 def start_workers(count: int, experiment: str | Path, scale: str, results_dir: str | Path, seeds: int | None,
-                  threads: int) -> list[subprocess.Popen]:
+                  threads: int, plugins: list[str] | tuple[str, ...] = ()) -> list[subprocess.Popen]:
     """``count`` more local workers on the same sweep, each with ``threads`` CPU threads, output discarded
     (each run's phases write their own logs)."""
-    cmd, env = worker_command(experiment, scale, results_dir, seeds), worker_environment(threads)
+    cmd, env = worker_command(experiment, scale, results_dir, seeds, plugins=plugins), worker_environment(threads)
     return [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(count)]
 
 

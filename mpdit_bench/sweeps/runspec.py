@@ -42,13 +42,16 @@ class RunSpec:
     paper_row: str | None = None     # the table row it rebuilds, PAPER/TABLE/ROW (not in the id)
     seed: int = 0                    # training seed (= train.seed, so in the id; not in the label)
     smoke: bool = False              # a single-seed run of a replicated experiment: no verdict of its own
+    plugins: list[str] = field(default_factory=list)  # modules of its own components (not in the id: the
+                                                      # model config names the components)
 
     def run_config(self) -> dict[str, Any]:
         """The training contract's run config (docs/CONTRACTS.md). ``sample.num`` and ``sample.device`` are
         the sweep's own keys (how many samples the sample phase draws, and where), not sampling defaults."""
         sampling_defaults = {k: v for k, v in self.sample.items() if k not in SWEEP_SAMPLE_KEYS}
         return {"model": self.model, "model_overrides": self.model_overrides, "model_config": self.model_config,
-                "data": self.data, "train": self.train, "sample": sampling_defaults}
+                "data": self.data, "train": self.train, "sample": sampling_defaults,
+                **({"plugins": list(self.plugins)} if self.plugins else {})}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

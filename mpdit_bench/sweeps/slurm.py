@@ -19,12 +19,12 @@ from mpdit_bench.sweeps.runspec import RunSpec
 DEFAULTS = {"timeout_min": 60 * 24, "nodes": 1, "tasks_per_node": 1}
 
 
-def slurm_job(experiment_path: str, scale: str, results_dir: str, run_id: str) -> str:
-    """What a Slurm job executes: the one run, through the ordinary runner."""
+def slurm_job(experiment_path: str, scale: str, results_dir: str, run_id: str, plugins: tuple[str, ...] = ()) -> str:
+    """What a Slurm job executes: the one run, through the ordinary runner (``plugins``: the sweep's --plugin)."""
     from mpdit_bench.sweeps.experiment import load_experiment
     from mpdit_bench.sweeps.runner import run_sweep
 
-    runs = [s for s in load_experiment(experiment_path).runs(scale) if s.run_id == run_id]
+    runs = [s for s in load_experiment(experiment_path, plugins).runs(scale) if s.run_id == run_id]
     if not runs:
         raise ValueError(f"run {run_id} is not in {experiment_path} at scale {scale} (the file changed?)")
     result = run_sweep(runs, results_dir)
@@ -49,9 +49,10 @@ def build_executor(folder: str | Path, params: dict[str, Any], nproc: int, clust
     return executor
 
 
-def plan_jobs(experiment_path: str, runs: list[RunSpec], results_dir: str | Path) -> list[tuple]:
+def plan_jobs(experiment_path: str, runs: list[RunSpec], results_dir: str | Path,
+              plugins: list[str] | tuple[str, ...] = ()) -> list[tuple]:
     """(function, args) for each run: what `submit` hands to the executor."""
-    return [(slurm_job, (str(experiment_path), s.scale, str(results_dir), s.run_id)) for s in runs]
+    return [(slurm_job, (str(experiment_path), s.scale, str(results_dir), s.run_id, tuple(plugins))) for s in runs]
 
 
 def submit(executor, jobs: list[tuple]) -> list:
