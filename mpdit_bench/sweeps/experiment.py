@@ -12,6 +12,7 @@
     budget: {reference: isotropic}          # optional: equal training compute (sweeps/budget.py)
     seeds: 3                                # optional: replicates over training seeds (expand.replicate)
     reference: isotropic                    # optional: the run every other run is compared against
+    equivalence: {fd_fmnist_proxy: 0.5}     # optional: report "equivalent within ±delta" tests for these metrics
 
 A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
 ``cpu`` / ``paper`` apply only at that scale; ``paper_row: mpdit/4/mpdit-b-k4`` names the table row the run
@@ -21,12 +22,13 @@ rebuilds. The file is read once into an `Experiment`; every run resolves to a `R
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mpdit_bench import paper as published
 from mpdit_bench.config import load_yaml
+from mpdit_bench.evaluation.metric_table import BY_NAME as METRIC_TABLE
 from mpdit_bench.sweeps.budget import parse_budget
 from mpdit_bench.sweeps.expand import expand, parse_axes
 from mpdit_bench.sweeps.references import References, parse_references
@@ -34,7 +36,9 @@ from mpdit_bench.sweeps.runspec import SCALES, RunSpec
 from mpdit_bench.sweeps.settings import ScaleSettings, looked_up, parse_scale, parse_seeds
 from mpdit_bench.validation import require as _need
 
-TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference")
+METRIC_NAMES = tuple(METRIC_TABLE)
+TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference",
+            "equivalence")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Experiment:
     seeds: int | list[int] | None = None
     budget: References | None = None    # equal training compute: group -> the reference run's label
     reference: References | None = None  # comparisons: group -> the reference run's label
+    equivalence: dict[str, float] = field(default_factory=dict)  # metric -> margin of its equivalence test
 
     def runs(self, scale: str, seeds: int | None = None) -> list[RunSpec]:
         return expand(self, scale, seeds)
@@ -95,7 +100,18 @@ def parse_experiment(raw: dict[str, Any], source: str) -> Experiment:
         looked_up(lambda: published.table(str(paper_table)), "paper_table", paper_table, source)
     seeds = parse_seeds(raw["seeds"], "seeds", source) if "seeds" in raw else None
     reference = parse_references(raw["reference"], "reference", source) if "reference" in raw else None
+    equivalence = parse_equivalence(raw["equivalence"], source) if "equivalence" in raw else {}
     return Experiment(name=raw["name"], path=source, description=raw.get("description", ""),
                       paper_table=paper_table, model=base["model"],
                       model_overrides=dict(base.get("model_overrides") or {}), scales=sections, points=points,
-                      seeds=seeds, budget=budget, reference=reference)
+                      seeds=seeds, budget=budget, reference=reference, equivalence=equivalence)
+
+
+def parse_equivalence(raw: Any, source: str) -> dict[str, float]:
+    """``equivalence: {metric: delta}``: the margin within which a configuration counts as equivalent."""
+    _need(isinstance(raw, dict) and bool(raw), "equivalence", raw, "a mapping {metric: margin > 0}", source)
+    for metric, delta in raw.items():
+        _need(metric in METRIC_NAMES, f"equivalence.{metric}", metric, "a metric: " + ", ".join(METRIC_NAMES), source)
+        _need(isinstance(delta, (int, float)) and not isinstance(delta, bool) and delta > 0,
+              f"equivalence.{metric}", delta, "a margin > 0 in the metric's units", source)
+    return {metric: float(delta) for metric, delta in raw.items()}

@@ -22,6 +22,7 @@ T = TypeVar("T")
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm", "seeds", "workers")
 MAPPING_KEYS = ("model_overrides", "data", "train", "sample", "eval", "slurm")
 METRICS = EVALUATED  # the result keys `evaluate` reports (`evaluation.metric_table`)
+SINGLE_SEED = ("not-compared", "evaluation-noise")
 EVAL_KEYS: dict[str, Key] = {
     "ref": Key(None, lambda v: isinstance(v, str), "a reference path or name (string)"),
     "metrics": Key(None, lambda v: isinstance(v, list) and bool(v) and all(x in METRICS for x in v),
@@ -32,6 +33,8 @@ EVAL_KEYS: dict[str, Key] = {
     "bootstrap": Key(None, lambda v: is_int(v) and v >= 0 and v != 1,
                      "0 (no intervals) or a number of bootstrap replicates >= 2"),
     "heldout": Key(None, lambda v: isinstance(v, bool), "true or false (the held-out flow-matching loss on the fixed grid)"),
+    "single_seed": Key(None, lambda v: v in SINGLE_SEED, "one of " + ", ".join(SINGLE_SEED) + " (how a report treats "
+                       "configurations with one seed: no verdict, or a verdict on evaluation noise only)"),
 }
 
 
