@@ -24,7 +24,7 @@ def curve(values: Callable[[float], float], flops_per_step: float, steps: list[i
 
 def write_record(results: Path, spec: RunSpec, metrics: dict[str, Optional[float]],
                  points: Optional[list[dict[str, Any]]] = None, grid: bool = True,
-                 sweep_dir: str = "results", hardware: Optional[dict[str, Any]] = None) -> Path:
+                 sweep_dir: str = "results", hardware: Optional[dict[str, Any]] = None, gflops: float = 0.05) -> Path:
     """record.json (and a samples.png when ``grid``) under RESULTS/<experiment>/<scale>/<run_id>/; the
     record's run_dir is written relative to ``sweep_dir``, as a sweep run elsewhere would write it."""
     run_dir = Path(results) / spec.experiment / spec.scale / spec.run_id
@@ -34,7 +34,7 @@ def write_record(results: Path, spec: RunSpec, metrics: dict[str, Optional[float
         (run_dir / "samples.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     record = {"record_version": 2, "run_id": spec.run_id, "experiment": spec.experiment, "scale": spec.scale,
               "label": spec.label, "model": spec.model, "axes": spec.axes, "spec": spec.to_dict(),
-              "params": 1.0e6, "gflops": 0.05, "gflops_paper_convention": 0.05, "images_seen": 800,
+              "params": 1.0e6, "gflops": gflops, "gflops_paper_convention": gflops, "images_seen": 800,
               "seed": spec.seed, "smoke": spec.smoke, "metrics": metrics, "intervals": {},
               "bootstrap_replicates": {}, "timings": {"train": 60.0},
               "sample_grid": str(written_dir / "samples.png") if grid else None, "run_dir": str(written_dir),

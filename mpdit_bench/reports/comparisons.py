@@ -107,16 +107,15 @@ def verdict_section(comparisons: list[Comparison], configs: dict[str, tuple[RunS
              "evaluation samples. \"detectable at 80 % power\" is the smallest difference this design could have "
              "detected at the 5 % level; \"seeds needed\" is the number of seeds to detect the paper's difference "
              "for that row (this row's paper value minus the reference row's) with 80 % power."]
-    lines.append(" A configuration with one seed gets no verdict (" + (
+    lines[-1] += (" A configuration with one seed gets no verdict (" + (
         "here compared on its evaluation noise only, as the experiment asks with `eval.single_seed: "
         "evaluation-noise`: such a verdict ignores seed-to-seed variation)" if noise_only else
         "the spread between training seeds is unknown") + ").")
     if exp and exp.equivalence:
-        lines.append(" Equivalence (two one-sided tests at 5 %) within the experiment's margins: "
+        lines[-1] += (" Equivalence (two one-sided tests at 5 %) within the experiment's margins: "
                      + ", ".join(f"`{m}` ±{d:g}" for m, d in exp.equivalence.items()) + ".")
     if smoke:
-        lines.append(f" Smoke runs are never compared: {', '.join(smoke)}.")
-    lines.append("\n")
+        lines[-1] += f" Smoke runs are never compared: {', '.join(smoke)}."
     for metric in metrics:
         mine = [c for c in comparisons if c.metric == metric]
         if not mine:

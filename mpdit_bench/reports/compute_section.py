@@ -62,8 +62,8 @@ def _row(t: ToTarget) -> dict[str, str]:
     if t.wall is not None:
         row["wall time to target"] = reach_text(t.wall, _seconds)
         row["reference wall time"] = _seconds(t.reference_wall)
-    row[f"at {format_flops(t.reference_flops)} (reference's end)"] = _pair(t.at_reference_end)
-    row["at its own end"] = f"{format_flops(t.own_flops)}: {_pair(t.at_own_end)}"
+    row["equal compute: at the reference's end"] = f"{format_flops(t.reference_end)}: {_pair(t.at_reference_end)}"
+    row["at its own end"] = f"{format_flops(t.own_end)}: {_pair(t.at_own_end)}"
     return row
 
 
@@ -78,7 +78,8 @@ def compute_section(found: list[ToTarget], metric: str) -> str:
              "of the geometric mean). \"> X\": at least one seed never reached the target within its training "
              "(censored at its last evaluation, never extrapolated). The ratio is to the reference's whole "
              "training compute. Quality at equal compute: the configuration's and the reference's mean curves "
-             "read at the same training FLOPs (— outside a curve). Wall time is given only when every run "
+             "read at the same training FLOPs, shown as configuration vs reference (— beyond a curve's end: never "
+             "extrapolated). Wall time is given only when every run "
              "compared ran on the same hardware.\n"]
     for ref in dict.fromkeys(t.reference for t in found):
         mine = [t for t in found if t.reference == ref]

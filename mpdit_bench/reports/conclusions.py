@@ -27,7 +27,7 @@ def verdict_clause(c: Comparison) -> str:
         return f"on {c.metric} it is {v.verdict} (difference {_interval(v)}, {v.test})"
     text = f"on {c.metric} there is {v.verdict} (difference {_interval(v)}, {v.test})"
     if v.detectable is not None:
-        text += (f"; with {c.summary.n} seed(s) this design could only have detected a difference of "
+        text += (f"; with {c.summary.n} seeds this design could only have detected a difference of "
                  f"{fmt(v.detectable, 3)} or more at 80 % power")
     if c.paper_diff is not None and v.seeds_for_effect is not None:
         text += f", and the paper's difference of {c.paper_diff:+.3g} would need {v.seeds_for_effect} seeds"
@@ -35,7 +35,7 @@ def verdict_clause(c: Comparison) -> str:
 
 
 def target_clause(t: ToTarget) -> str:
-    return (f"it reaches {t.reference}'s final {t.metric} ({fmt(t.target, 3)}) at {reach_text(t.flops)} of "
+    return (f"it reaches the reference's final {t.metric} ({fmt(t.target, 3)}) at {reach_text(t.flops)} of "
             f"training compute, {ratio_text(t)}")
 
 

@@ -111,9 +111,10 @@ class ToTarget:
     flops: ComputeToTarget
     wall: Optional[ComputeToTarget]    # only when every run of both ran on the same hardware
     reference_wall: Optional[float]
-    at_reference_end: tuple[Optional[float], Optional[float]]  # (configuration, reference) at the reference's end
-    at_own_end: tuple[Optional[float], Optional[float]]        # (configuration, reference) at the configuration's end
-    own_flops: float                   # the configuration's training compute, geometric mean over its seeds
+    reference_end: float               # the compute every reference seed reached
+    at_reference_end: tuple[Optional[float], Optional[float]]  # (configuration, reference) read there
+    own_end: float                     # the compute every seed of the configuration reached
+    at_own_end: tuple[Optional[float], Optional[float]]        # (configuration, reference) read there
 
     @property
     def ratio(self) -> Optional[float]:
@@ -142,7 +143,8 @@ def to_target(label: str, records: list[dict[str, Any]], reference: str, ref_rec
     if same_hardware(records + ref_records) and all(c.wall is not None for c in mine + ref):
         wall = compute_to_target([(c.wall, c.values) for c in mine], target, lower)
         ref_wall = _geomean([c.wall[-1] for c in ref])
-    ref_end, own_end = _geomean([c.flops[-1] for c in ref]), _geomean([c.flops[-1] for c in mine])
-    return ToTarget(label, reference, metric, target, ref_end, flops, wall, ref_wall,
-                    (_mean_at(mine, ref_end), _mean_at(ref, ref_end)),
-                    (_mean_at(mine, own_end), _mean_at(ref, own_end)), own_end)
+    # read at the compute every seed reached, so that no seed's curve is extrapolated
+    ref_end, own_end = min(c.flops[-1] for c in ref), min(c.flops[-1] for c in mine)
+    return ToTarget(label, reference, metric, target, _geomean([c.flops[-1] for c in ref]), flops, wall, ref_wall,
+                    ref_end, (_mean_at(mine, ref_end), _mean_at(ref, ref_end)),
+                    own_end, (_mean_at(mine, own_end), _mean_at(ref, own_end)))

@@ -131,38 +131,58 @@ def training_flops(rec: dict[str, Any], images: float) -> float | None:
     return None if g is None else 3 * g * 1e9 * images
 
 
+def _loss_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training-loss log kept with a record (rows of step and loss), if any."""
+    return [r for r in rec.get("curve") or [] if r.get("step") is not None and r.get("loss") is not None]
+
+
 def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: str,
-                 colours: dict[str, str] | None = None) -> None:
-    """Left: training loss against training compute (3 x GFLOPs x images); right: each run's final metric
-    against it, with the 95 % interval of its evaluation as error bars."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2))
+                 colours: dict[str, str] | None = None, panel_of: dict[str, str] | None = None) -> None:
+    """Each run's final metric against its training compute (3 x GFLOPs x images), with the 95 % interval
+    of its evaluation, one panel per group (``panel_of``: label -> group); under it, where the records keep
+    a training-loss log, the training loss against the same compute."""
+    order = list(colours or {})
+    records = sorted(records, key=lambda r: order.index(r["label"]) if r["label"] in order else len(order))
+    panel_of = panel_of or {}
+    groups = list(dict.fromkeys(panel_of.get(r["label"], "") for r in records)) or [""]
+    with_loss = any(_loss_rows(r) for r in records)
+    fig, axes = plt.subplots(2 if with_loss else 1, len(groups), figsize=(5.5 * len(groups) + 2.5,
+                             7.5 if with_loss else 4.2), squeeze=False)
     style = _styles([rec["label"] for rec in records], colours)
-    losses, finals = [], []
-    for rec in records:
-        batch = (rec.get("spec") or {}).get("train", {}).get("global_batch")
-        rows = [r for r in rec.get("curve") or [] if r.get("step") is not None and r.get("loss") is not None]
-        if rec.get("gflops") is not None and batch and rows:
-            losses.append((rec, [training_flops(rec, r["step"] * batch) for r in rows], [r["loss"] for r in rows]))
-        y = metric_value(rec, metric)
-        if y is not None and rec.get("images_seen") and rec.get("gflops") is not None:
-            finals.append((rec, training_flops(rec, rec["images_seen"]), y))
-    scale = _compute_axis(left, [x for _, xs, _ in losses for x in xs])
-    for rec, xs, ys in losses:
-        name = rec["label"] if rec["label"] not in left.get_legend_handles_labels()[1] else None
-        left.plot([x / scale for x in xs], ys, lw=1, color=style[rec["label"]]["color"], label=name)
-    scale = _compute_axis(right, [x for _, x, _ in finals])
-    for rec, x, y in finals:
-        ci = (rec.get("intervals") or {}).get(metric)
-        st = style[rec["label"]]
-        name = rec["label"] if rec["label"] not in right.get_legend_handles_labels()[1] else None
-        right.errorbar(x / scale, y, yerr=None if not ci else [[y - ci[0]], [ci[1] - y]],
-                       fmt=st["marker"], color=st["color"], capsize=3, ms=5, label=name)
-    left.set_ylabel("training loss")
-    right.set_ylabel(T.metric(metric).label)
-    _legend_inside(left)
-    _legend_outside(right)
+    for col, group in enumerate(groups):
+        mine = [r for r in records if panel_of.get(r["label"], "") == group]
+        finals = [(r, training_flops(r, r["images_seen"]), metric_value(r, metric)) for r in mine
+                  if r.get("images_seen") and r.get("gflops") is not None and metric_value(r, metric) is not None]
+        ax = axes[0][col]
+        scale = _compute_axis(ax, [x for _, x, _ in finals])
+        for rec, x, y in finals:
+            ci = (rec.get("intervals") or {}).get(metric)
+            st = style[rec["label"]]
+            name = rec["label"] if rec["label"] not in ax.get_legend_handles_labels()[1] else None
+            ax.errorbar(x / scale, y, yerr=None if not ci else [[y - ci[0]], [ci[1] - y]],
+                        fmt=st["marker"], color=st["color"], capsize=3, ms=5, label=name)
+        ax.set_ylabel(f"final {T.metric(metric).label}")
+        ax.set_title(group or "all configurations", fontsize=9)
+        _legend_inside(ax)
+        if with_loss:
+            _loss_panel(axes[1][col], mine, style)
     fig.suptitle(title, fontsize=9)
     _save(fig, out)
+
+
+def _loss_panel(ax, records: list[dict[str, Any]], style: dict[str, dict[str, Any]]) -> None:
+    lines = []
+    for rec in records:
+        batch = (rec.get("spec") or {}).get("train", {}).get("global_batch")
+        rows = _loss_rows(rec)
+        if rec.get("gflops") is not None and batch and rows:
+            lines.append((rec, [training_flops(rec, r["step"] * batch) for r in rows], [r["loss"] for r in rows]))
+    scale = _compute_axis(ax, [x for _, xs, _ in lines for x in xs])
+    for rec, xs, ys in lines:
+        name = rec["label"] if rec["label"] not in ax.get_legend_handles_labels()[1] else None
+        ax.plot([x / scale for x in xs], ys, lw=1, color=style[rec["label"]]["color"], label=name)
+    ax.set_ylabel("training loss")
+    _legend_inside(ax)
 
 
 def curves_plot(panels: dict[str, list[tuple[str, Any]]], targets: dict[str, float], metric: str, out: Path,

@@ -29,7 +29,7 @@ from mpdit_bench.reports.curves import ToTarget, band, curve_metric, curves
 from mpdit_bench.reports.paper_render import table_markdown
 from mpdit_bench.reports.paper_tables import build_table
 from mpdit_bench.reports.plots import SMOKE_PANEL, compute_plot, curves_plot, pareto_plot
-from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, cost_row, markdown_table, metrics_row, split_constant
+from mpdit_bench.reports.tables import MISSING, NOT_IN_FACTS, cost_row, fmt, markdown_table, metrics_row, split_constant
 from mpdit_bench.sweeps.experiment import load_experiment
 from mpdit_bench.sweeps.runspec import RunSpec, primary_metric
 from mpdit_bench.sweeps.lookup import experiment_names
@@ -137,6 +137,17 @@ def _sample_links(configs: dict[str, tuple[RunSpec, list[dict]]], out_dir: Path)
     return lines
 
 
+def configuration_cost(spec: RunSpec, seeds: list[RunSpec], by_id: dict[str, dict], primary: str) -> dict[str, str]:
+    """One row per configuration: its architecture, cost and seeds (the seeds differ only in the seed)."""
+    done = [by_id[s.run_id] for s in seeds if s.run_id in by_id]
+    row = cost_row(spec, done[0] if done else None, primary)
+    row["seed"] = ", ".join(str(s.seed) for s in seeds) + (" (smoke)" if spec.smoke else "")
+    minutes = [r["timings"]["train"] / 60 for r in done if (r.get("timings") or {}).get("train") is not None]
+    row["train min"] = fmt(sum(minutes) / len(minutes), 1) + (" (mean)" if len(minutes) > 1 else "") if minutes else MISSING
+    row["status"] = f"{len(done)} of {len(seeds)} finished" if len(seeds) > 1 else row["status"]
+    return row
+
+
 def _compact(rows: list[dict[str, str]]) -> str:
     """A table without its constant columns, which are stated once under it."""
     rows, same = split_constant(rows)
@@ -214,7 +225,8 @@ def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_d
                  "are in the \"trained\" columns; its metrics are Fashion-MNIST proxies and a small-sample FID, "
                  "not comparable with ImageNet FID." if scale == "cpu" else "") + "\n")
     md.append("### Architecture and cost\n")
-    md.append(_compact([cost_row(s, by_id.get(s.run_id), primary) for s in specs]))
+    md.append(_compact([configuration_cost(spec, [s for s in specs if s.label == label], by_id, primary)
+                        for label, (spec, _) in configs.items()]))
     md.append("\n### Metrics\n")
     md.append(_compact([metrics_row(s, by_id.get(s.run_id), metrics, primary) for s in specs]))
     if comparisons:
@@ -227,8 +239,9 @@ def _one_report(name: str, scale: str, exp, records: list[dict[str, Any]], out_d
         missing = pareto_plot(points, primary, pareto,
                               f"{name} ({scale}): {primary} vs GFLOPs, mean over seeds with 95 % interval", colours)
         compute = out_dir / f"{stem}_compute.png"
-        compute_plot(records, primary, compute, f"{name} ({scale}): loss and {primary} vs training compute",
-                     colours)
+        compute_plot(records, primary, compute, f"{name} ({scale}): {primary} and training loss vs training compute",
+                     colours, {label: SMOKE_PANEL if spec.smoke else size_group(spec)
+                               for label, (spec, _) in configs.items()})
         md.append(f"\n## {primary} against GFLOPs\n\n![pareto]({pareto.name})\n")
         if missing:
             md.append(f"\n{missing} configuration(s) have no {primary} value and are not plotted.\n")
