@@ -211,3 +211,15 @@ def test_links_resolve_wherever_results_and_out_are(tmp_path):
     assert all((out / link).resolve().is_file() for link in links)
     labels = [line.split(":")[0][2:] for line in grids.splitlines() if line.startswith("- ")]
     assert labels == ["fast", "slow", "xl smoke (smoke)", "iso"]  # the experiment's order
+
+
+def test_an_equivalence_margin_gives_two_one_sided_tests(tmp_path):
+    exp_dir = write_experiment(tmp_path, {**EXPERIMENT, "equivalence": {"class_accuracy_fmnist_proxy": 0.05}})
+    write_all(tmp_path / "results", exp_dir)
+    write_reports(tmp_path / "results", tmp_path / "out", experiments_dir=exp_dir)
+    md = (tmp_path / "out" / "sect_cpu.md").read_text()
+    section = md.split("### class_accuracy_fmnist_proxy")[1].split("###")[0]
+    verdict = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in section.splitlines()
+               if line.startswith("| ") and not line.startswith("| configuration")}
+    assert verdict == {"fast": "not shown equivalent within ±0.05", "slow": "equivalent within ±0.05"}  # +0.3 and 0 apart
+    assert "`class_accuracy_fmnist_proxy` ±0.05" in md
