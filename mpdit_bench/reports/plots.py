@@ -45,25 +45,25 @@ def _styles(labels: list[str], colours: dict[str, str] | None = None) -> dict[st
     return {label: {"color": colours[label], "marker": markers[label]} for label in dict.fromkeys(labels)}
 
 
-def _legend_outside(ax) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-
-
-def _legend_inside(ax) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
+def _figure_legend(fig) -> None:
+    """One legend for all panels, right of them: a configuration has one colour in every panel."""
+    seen: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
 
 
 def _panels(groups: list[str], height: float = 4.2, width: float = 5.5):
     """One panel per group, side by side."""
-    fig, axes = plt.subplots(1, len(groups), figsize=(width * len(groups) + 2.5, height), squeeze=False)
+    fig, axes = plt.subplots(1, len(groups), figsize=(width * len(groups), height), squeeze=False)
     return fig, dict(zip(groups, axes[0]))
 
 
 def _save(fig, out: Path) -> None:
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches="tight")  # keeps the legend right of the panels
     plt.close(fig)
 
 
@@ -109,8 +109,8 @@ def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str
         ax.set_title(group or "all configurations", fontsize=9)
         ax.set_xlabel("GFLOPs per image, true count (fvcore convention)")
         ax.set_ylabel(f"{T.metric(metric).label} ({_direction(metric)})")
-        _legend_inside(ax)
     missing = len(points) - len(have)
+    _figure_legend(fig)
     fig.suptitle(title + (f"\n({missing} configuration(s) without {metric} not plotted)" if missing else ""),
                  fontsize=9)
     _save(fig, out)
@@ -163,9 +163,9 @@ def compute_plot(records: list[dict[str, Any]], metric: str, out: Path, title: s
                         fmt=st["marker"], color=st["color"], capsize=3, ms=5, label=name)
         ax.set_ylabel(f"final {T.metric(metric).label}")
         ax.set_title(group or "all configurations", fontsize=9)
-        _legend_inside(ax)
         if with_loss:
             _loss_panel(axes[1][col], mine, style)
+    _figure_legend(fig)
     fig.suptitle(title, fontsize=9)
     _save(fig, out)
 
@@ -182,8 +182,6 @@ def _loss_panel(ax, records: list[dict[str, Any]], style: dict[str, dict[str, An
         name = rec["label"] if rec["label"] not in ax.get_legend_handles_labels()[1] else None
         ax.plot([x / scale for x in xs], ys, lw=1, color=style[rec["label"]]["color"], label=name)
     ax.set_ylabel("training loss")
-    _legend_inside(ax)
-
 
 def curves_plot(panels: dict[str, list[tuple[str, Any]]], targets: dict[str, float], metric: str, out: Path,
                 title: str, colours: dict[str, str]) -> None:
@@ -204,6 +202,6 @@ def curves_plot(panels: dict[str, list[tuple[str, Any]]], targets: dict[str, flo
                        "(reference's final mean)")
         ax.set_title(group or "all configurations", fontsize=9)
         ax.set_ylabel(f"{T.metric(metric).label} ({_direction(metric)})")
-        _legend_inside(ax)
+    _figure_legend(fig)
     fig.suptitle(title, fontsize=9)
     _save(fig, out)
