@@ -151,7 +151,8 @@ def search(space: str = typer.Argument(..., help="Search space YAML or name in e
 def report(experiment: Optional[str] = typer.Argument(None, help="Experiment name or YAML (default: all)"),
            results: str = typer.Option("results", help="Results folder holding the runs' record.json"),
            out: str = typer.Option("reports", help="Output folder for markdown and PNG")) -> None:
-    """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
+    """Conclusions, quality along training and compute to target, tables beside the paper's published
+    figures, verdicts by metric, plots and sample grids. A results folder without records is refused."""
     from mpdit_bench.reports.report import write_reports
     from mpdit_bench.sweeps.lookup import EXPERIMENTS_DIR, experiment_names, find_experiment
 

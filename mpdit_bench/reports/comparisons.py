@@ -13,10 +13,11 @@ from typing import Any, Optional
 
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.reports import verdicts as V
-from mpdit_bench.reports.tables import MISSING, fmt, markdown_table, printed_figures
+from mpdit_bench.reports.tables import MISSING, fmt, markdown_table, printed_figures, split_constant
 from mpdit_bench.sweeps.runspec import RunSpec
 
 NOISE_ONLY_SETTING = "evaluation-noise"
+KEEP = ("configuration", "seeds", "mean", "difference", "difference 95 %", "verdict")  # columns shown even when alike
 
 
 @dataclass
@@ -124,5 +125,8 @@ def verdict_section(comparisons: list[Comparison], configs: dict[str, tuple[RunS
         for ref in dict.fromkeys(c.reference for c in mine):
             s = V.summarise(ref, configs[ref][1], metric)
             lines.append(f"Reference **{ref}**: mean {fmt(s.mean, 3)} {_interval(s.low, s.high)}, {s.n} seed(s).\n")
-            lines.append(markdown_table([_row(c, metric == primary) for c in mine if c.reference == ref]))
+            rows, same = split_constant([_row(c, metric == primary) for c in mine if c.reference == ref], KEEP)
+            lines.append(markdown_table(rows))
+            if same:
+                lines.append("The same on every row: " + "; ".join(f"{k} = {v}" for k, v in same.items()) + ".\n")
     return "\n".join(lines) + "\n"
