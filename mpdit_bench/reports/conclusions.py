@@ -48,7 +48,7 @@ def sentence(label: str, reference: str, primary: Optional[Comparison], target: 
 
 
 def conclusions(comparisons: list[Comparison], found: list[ToTarget], primary: str, smoke: list[str]) -> str:
-    """The paragraph (empty when nothing was compared)."""
+    """The paragraph; empty when nothing was compared (no reference, or no values)."""
     firsts = [c for c in comparisons if c.metric == primary]
     by_label = {c.label: c for c in firsts}
     targets = {t.label: t for t in found}
@@ -56,8 +56,8 @@ def conclusions(comparisons: list[Comparison], found: list[ToTarget], primary: s
     sentences = [sentence(label, (by_label.get(label) or targets[label]).reference, by_label.get(label),
                           targets.get(label)) for label in labels]
     sentences = [s for s in sentences if s]
-    if smoke:
-        sentences.append(f"Smoke runs ({', '.join(smoke)}) only check that the pipeline runs and are not compared.")
     if not sentences:
         return ""
+    if smoke:
+        sentences.append(f"Smoke runs ({', '.join(smoke)}) only check that the pipeline runs and are not compared.")
     return "## Conclusions\n\n" + " ".join(sentences) + "\n"
