@@ -56,7 +56,8 @@ def compare_all(exp, configs: dict[str, tuple[RunSpec, list[dict[str, Any]]]], m
             summary = V.summarise(label, recs, metric)
             if summary.n == 0 or not V.by_seed(ref_recs, metric):
                 continue
-            effect = paper_difference(spec, ref_spec, metric)
+            # the paper's figures are ImageNet figures: a stated effect only for runs at the paper's scale
+            effect = paper_difference(spec, ref_spec, metric) if spec.scale == "paper" else None
             verdict = V.compare(label, recs, ref_recs, metric,
                                 noise_only=spec.eval.get("single_seed") == NOISE_ONLY_SETTING,
                                 effect=effect, margin=(exp.equivalence or {}).get(metric))
@@ -107,7 +108,8 @@ def verdict_section(comparisons: list[Comparison], configs: dict[str, tuple[RunS
              "per-seed differences) where at least two seeds match, else a two-level bootstrap over seeds and "
              "evaluation samples. \"detectable at 80 % power\" is the smallest difference this design could have "
              "detected at the 5 % level; \"seeds needed\" is the number of seeds to detect the paper's difference "
-             "for that row (this row's paper value minus the reference row's) with 80 % power."]
+             "for that row (this row's paper value minus the reference row's) with 80 % power, given at scale paper "
+             "only (the paper's figures are on ImageNet)."]
     lines[-1] += (" A configuration with one seed gets no verdict (" + (
         "here compared on its evaluation noise only, as the experiment asks with `eval.single_seed: "
         "evaluation-noise`: such a verdict ignores seed-to-seed variation)" if noise_only else
