@@ -68,11 +68,6 @@ def metrics_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str]
     return row
 
 
-def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], primary: str) -> dict[str, str]:
-    """Cost and metrics in one row."""
-    return {**cost_row(spec, record, primary), **metrics_row(spec, record, metrics, primary)}
-
-
 def split_constant(rows: list[dict[str, str]], keep: tuple[str, ...] = ("run",)) -> tuple[list[dict[str, str]],
                                                                                          dict[str, str]]:
     """Rows without the columns that read the same on every row (of two or more), and those columns'
