@@ -243,3 +243,18 @@ def test_seeds_needed_for_the_papers_difference_at_paper_scale_only():
             continue
         assert found.paper_diff == pytest.approx(26.94 - 24.52, abs=1e-9)
         assert found.verdict.seeds_for_effect == seeds_needed(found.paper_diff, float(np.std(shifts, ddof=1)))
+
+
+def test_wall_time_to_target_only_on_the_same_hardware():
+    def runs(speed, hardware, steps):
+        return [{"seed": s, "hardware": hardware, "curve": curve(loss_at(speed, 1), FLOPS_PER_STEP, steps,
+                                                                 "heldout_loss", seconds_per_step=2.0)}
+                for s in range(2)]
+
+    node = {"host": "a", "machine": "x86_64", "cpus": 2}
+    same = to_target("fast", runs(2.0, {**node, "host": "b"}, list(range(1, 81))), "iso", runs(1.0, node, STEPS),
+                     "heldout_loss")
+    assert same.wall is not None and same.wall.estimate == pytest.approx(2.0 * same.flops.estimate / FLOPS_PER_STEP)
+    other = to_target("fast", runs(2.0, {**node, "cpus": 64}, list(range(1, 81))), "iso", runs(1.0, node, STEPS),
+                      "heldout_loss")
+    assert other.wall is None and other.flops.estimate == pytest.approx(same.flops.estimate, rel=1e-12)
