@@ -140,8 +140,11 @@ def test_unknown_experiment_lists_the_experiments(monkeypatch):
 
 def test_report_finds_an_experiment_by_file_name(monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
-    out = tmp_path / "reports"
-    result = runner.invoke(app, ["report", "upsample.yaml", "--results", str(tmp_path / "none"), "--out", str(out)])
+    out, results = tmp_path / "reports", tmp_path / "results"
+    from report_records import write_record  # a report needs at least one record
+
+    write_record(results, load_experiment(ROOT / "experiments" / "upsample.yaml").runs("paper")[0], {"fid": 1.0})
+    result = runner.invoke(app, ["report", "upsample.yaml", "--results", str(results), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "upsample_paper.md").is_file()
     missing = runner.invoke(app, ["report", "upsampl.yaml", "--results", str(tmp_path / "none"), "--out", str(out)])

@@ -104,11 +104,13 @@ def test_report_shows_means_over_seeds_and_verdicts(tmp_path):
     run_sweep(runs, tmp_path / "results", SeededMetrics(tmp_path / "log"))
     write_reports(tmp_path / "results", tmp_path / "out", experiments_dir=exp_dir)
     md = (tmp_path / "out" / "reps_cpu.md").read_text()
-    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in md.splitlines()
-            if line.startswith("| fd_fmnist_proxy |")]
-    verdict = {r[1]: r[-1] for r in rows}
-    assert verdict == {"MPDiT-B k=4": "worse", "MPDiT-B k=6": "no detectable difference", "iso": "—"}
-    assert all(r[2] == "3" for r in rows) and all(V_PAIRED in r[-2] for r in rows if r[1] != "iso")
+    section = md.split("### fd_fmnist_proxy (primary: decides)")[1].split("###")[0]
+    assert section.count("Reference **iso**") == 1  # the reference named once, never compared with itself
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| configuration")]
+    verdict = {r[0]: r[-1] for r in rows}
+    assert verdict == {"MPDiT-B k=4": "worse", "MPDiT-B k=6": "no detectable difference"}
+    assert all(r[1] == "3" for r in rows) and f"test = {V_PAIRED} (n=3)" in section  # stated once, not per row
     assert (tmp_path / "out" / "reps_cpu_pareto.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from report_records import write_record  # noqa: E402
 from sweep_fakes import FakePhases  # noqa: E402
 
 from mpdit_bench.reports.plots import indistinguishable, pareto_front, pareto_plot  # noqa: E402
@@ -55,24 +56,31 @@ def test_report_from_records(tmp_path):
     paper_part, runs_part = md.split("## Runs")
     assert "## MPDiT Table 4: refine depth k" in paper_part  # the report leads with its paper table
     assert "| MPDiT-B k = 4 | 104.8 | 104.80 (+0.00) | 13.9¹ |" in paper_part
-    lines = runs_part.splitlines()
-    start = next(i for i, l in enumerate(lines) if l.startswith("| run"))
-    table = lines[start: next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]  # the first table
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-            for line in table if line.startswith("| ") and not line.startswith("| run")}
-    header = [c.strip() for c in table[0].split("|")[2:-1]]
-    col = {name: i for i, name in enumerate(header)}
-    k6, k8 = rows["MPDiT-B k=6"], rows["MPDiT-B k=8"]
+    cost, col = _table(runs_part, "### Architecture and cost")
+    k6, k8 = cost["MPDiT-B k=6"], cost["MPDiT-B k=8"]
     assert k6[col["params M (paper)"]] == "104.8" and k6[col["GFLOPs (paper)"]] == "16.60"  # from presets
     assert k6[col["GFLOPs true (ours)"]] == "16.18" and k6[col["GFLOPs paper conv. (ours)"]] == "16.63"  # as `flops` prints
     assert k8[col["params M (paper)"]] == NOT_IN_FACTS  # k=8 is not a published preset
-    assert k6[col["fd_fmnist_proxy (paper)"]] == NOT_IN_FACTS
-    assert k6[col["fd_fmnist_proxy (ours)"]] == "0.800"  # cpu depths (3, 3): 0.5 + 3 / 10
-    assert k8[col["fd_fmnist_proxy (ours)"]] == MISSING and k8[col["status"]] == "finished"  # null, not 0
-    assert all(r[col["fid (ours)"]] == MISSING for r in rows.values())
-    iso = rows["DiT-B/2+shared+tokens+fno"]
+    iso = cost["DiT-B/2+shared+tokens+fno"]
     assert iso[col["status"]] == "not run" and iso[col["images seen"]] == MISSING
+    assert k8[col["status"]] == "finished" and "fd_fmnist_proxy (ours)" not in col  # cost apart from metrics
+    got, mcol = _table(runs_part, "### Metrics")
+    # a column that reads the same on every row is stated once under its table, not repeated
+    assert "fd_fmnist_proxy (paper)" not in mcol and "fid (ours)" not in mcol
+    assert f"fd_fmnist_proxy (paper) = {NOT_IN_FACTS}" in runs_part and f"fid (ours) = {MISSING}" in runs_part
+    assert got["MPDiT-B k=6"][mcol["fd_fmnist_proxy (ours)"]] == "0.800"  # cpu depths (3, 3): 0.5 + 3 / 10
+    assert got["MPDiT-B k=8"][mcol["fd_fmnist_proxy (ours)"]] == MISSING  # null, not 0
     assert "1 configuration(s) have no fd_fmnist_proxy value" in md
+
+
+def _table(md: str, heading: str) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """The first table under ``heading``: rows by their first cell, and column name -> index of the rest."""
+    lines = md.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    table = lines[start: next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table[2:]}
+    header = [c.strip() for c in table[0].split("|")[2:-1]]
+    return rows, {name: i for i, name in enumerate(header)}
 
 
 POINTS = [(1.0, 5.0), (2.0, 3.0), (3.0, 4.0), (4.0, 1.0), (2.5, 3.0), (2.0, 6.0)]  # (GFLOPs, metric)
@@ -135,11 +143,28 @@ def test_cli_dry_run_and_report(tmp_path):
     bad = runner.invoke(app, ["sweep", str(exp_dir / "rep.yaml"), "--scale", "paper", "--dry-run"])
     assert bad.exit_code == 2
     out = tmp_path / "reports"
-    rep = runner.invoke(app, ["report", str(exp_dir / "rep.yaml"), "--results", str(tmp_path / "none"),
-                              "--out", str(out)])
+    results = tmp_path / "results"
+    write_record(results, load_experiment(exp_dir / "rep.yaml").runs("cpu")[0], {"fd_fmnist_proxy": 1.0})
+    rep = runner.invoke(app, ["report", str(exp_dir / "rep.yaml"), "--results", str(results), "--out", str(out)])
     assert rep.exit_code == 0, rep.output
-    md = (out / "rep_cpu.md").read_text()  # no records: every run of the file listed as not run
-    assert md.count("| not run |") == 4 and "index.md" not in rep.output  # one experiment: no index
+    md = (out / "rep_cpu.md").read_text()  # one record: every other run of the file listed as not run
+    assert md.count("| not run |") == 3 and "index.md" not in rep.output  # one experiment: no index
+
+
+def test_report_on_a_folder_without_records_refuses(tmp_path):
+    from typer.testing import CliRunner
+
+    from mpdit_bench.cli import app
+
+    exp_dir, empty, out = tmp_path / "experiments", tmp_path / "empty", tmp_path / "reports"
+    exp_dir.mkdir(), empty.mkdir()
+    (exp_dir / "rep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    for args in (["report", "--results", str(empty)], ["report", str(exp_dir / "rep.yaml"), "--results", str(empty)]):
+        rep = CliRunner().invoke(app, [*args, "--out", str(out)])
+        assert rep.exit_code == 2, rep.output
+        assert str(empty) in " ".join(rep.output.split()) and "record.json" in rep.output
+        assert "Traceback" not in rep.output
+    assert not out.exists()  # nothing written
 
 
 def test_report_of_every_experiment_skips_the_run_configs_beside_them(tmp_path):
@@ -147,5 +172,6 @@ def test_report_of_every_experiment_skips_the_run_configs_beside_them(tmp_path):
     exp_dir.mkdir()
     (exp_dir / "rep.yaml").write_text(yaml.safe_dump(EXPERIMENT))
     (exp_dir / "train_small.yaml").write_text(yaml.safe_dump({"model": "MPDiT-B", "train": {"steps": 2}}))
-    written = write_reports(tmp_path / "none", tmp_path / "reports", experiments_dir=exp_dir)
-    assert sorted(p.name for p in written) == ["index.md", "rep_cpu.md"]
+    write_record(tmp_path / "results", load_experiment(exp_dir / "rep.yaml").runs("cpu")[0], {"fd_fmnist_proxy": 1.0})
+    written = write_reports(tmp_path / "results", tmp_path / "reports", experiments_dir=exp_dir)
+    assert sorted(p.name for p in written if p.suffix == ".md") == ["index.md", "rep_cpu.md"]

@@ -153,7 +153,8 @@ def report(experiment: Optional[str] = typer.Argument(None, help="Experiment nam
            results: str = typer.Option("results", help="Results folder holding the runs' record.json"),
            out: str = typer.Option("reports", help="Output folder for markdown and PNG"),
            plugins: Optional[list[str]] = PluginOption) -> None:
-    """Tables beside the paper's published figures, Pareto and compute plots, sample grids."""
+    """Conclusions, quality along training and compute to target, tables beside the paper's published
+    figures, verdicts by metric, plots and sample grids. A results folder without records is refused."""
     from mpdit_bench.reports.report import write_reports
     from mpdit_bench.sweeps.lookup import EXPERIMENTS_DIR, experiment_names, find_experiment
 

@@ -252,19 +252,35 @@ class LatentDecoder:
         return self.vae.decode(z).sample.float().cpu()  # (B, 3, 8h, 8w) in about [-1, 1]
 
 
-def save_grid(images: np.ndarray, path: str | Path, nrow: int) -> Path:
-    """uint8 (N, H, W, 3) -> one PNG, ``nrow`` images per row, 2-pixel gaps."""
-    from PIL import Image
+def save_grid(images: np.ndarray, path: str | Path, nrow: int, class_names: Sequence[str] | None = None) -> Path:
+    """uint8 (N, H, W, 3) -> one PNG, ``nrow`` images per row, 2-pixel gaps. With ``class_names`` (balanced
+    labels, image i of class i mod C) each row holds one class, named in a margin on its left."""
+    from PIL import Image, ImageDraw
 
     n, h, w, _ = images.shape
-    rows = math.ceil(n / nrow)
-    canvas = np.zeros((rows * (h + 2) + 2, nrow * (w + 2) + 2, 3), dtype=np.uint8)
+    classes = len(class_names) if class_names else 0
+    rows, cols = (classes, math.ceil(n / classes)) if classes else (math.ceil(n / nrow), nrow)
+    margin = 6 * max(map(len, class_names)) + 6 if classes else 0  # the default bitmap font is 6 px a character
+    canvas = np.zeros((rows * (h + 2) + 2, margin + cols * (w + 2) + 2, 3), dtype=np.uint8)
     for i, img in enumerate(images):
-        r, c = divmod(i, nrow)
-        canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, 2 + c * (w + 2): 2 + c * (w + 2) + w] = img
+        r, c = (i % classes, i // classes) if classes else divmod(i, nrow)
+        canvas[2 + r * (h + 2): 2 + r * (h + 2) + h, margin + 2 + c * (w + 2): margin + 2 + c * (w + 2) + w] = img
+    grid = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(grid)
+    for r, name in enumerate(class_names or ()):
+        draw.text((3, 2 + r * (h + 2) + max(0, h // 2 - 5)), name, fill=(255, 255, 255))
     with atomic_path(path) as tmp:
-        Image.fromarray(canvas).save(tmp)
+        grid.save(tmp)
     return Path(path)
+
+
+def class_names(data_name: str | None, num_classes: int, labels: Any) -> Sequence[str] | None:
+    """The names a grid's rows carry: balanced labels of a dataset whose classes are known, at most 20."""
+    from mpdit_bench.data.fashion_mnist import CLASSES
+
+    if labels != "balanced" or num_classes > 20 or data_name != "fashion-mnist" or num_classes != len(CLASSES):
+        return None
+    return CLASSES
 
 
 def load_sampling_model(ckpt: dict[str, Any], use_ema: bool, device: torch.device) -> tuple[torch.nn.Module, ModelConfig]:
@@ -323,7 +339,8 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
                 nrow = cfg.num_classes if o["labels"] == "balanced" and cfg.num_classes <= 20 else \
                     math.ceil(math.sqrt(min(num, grid_max)))
                 with np.load(out) as f:
-                    save_grid(f["arr_0"][:grid_max], out.with_suffix(".png"), nrow)
+                    save_grid(f["arr_0"][:grid_max], out.with_suffix(".png"), nrow,
+                              class_names(dinfo.get("name"), cfg.num_classes, o["labels"]))
             distributed.barrier()
     finally:
         distributed.teardown()

@@ -29,10 +29,11 @@ def fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], primary: str) -> dict[str, str]:
-    """One row: published figures, our count of the same (full-size) architecture, the trained run."""
+def cost_row(spec: RunSpec, record: dict[str, Any] | None, primary: str) -> dict[str, str]:
+    """Architecture and cost: published figures, our count of the same (full-size) architecture, the
+    trained model's count at this scale, images seen and training time."""
     full = ModelConfig.from_dict(spec.full_config)
-    printed = _printed(spec, full, primary)
+    printed = printed_figures(spec, full, primary)
     ours = analytic_counts(full)
     row = {
         "run": spec.label,
@@ -43,25 +44,42 @@ def table_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], 
         "GFLOPs (paper)": fmt(printed["gflops"], 2) if printed["gflops"] is not None else NOT_IN_FACTS,
         "GFLOPs true (ours)": fmt(ours["gflops"], 2),
         "GFLOPs paper conv. (ours)": fmt(ours["gflops_paper_convention"], 2),
-        f"{primary} (paper)": fmt(printed["metric"]) if printed["metric"] is not None else NOT_IN_FACTS,
     }
+    rec = record or {}
     if spec.scale == "cpu":  # the model actually trained is the scaled-down one
-        rec = record or {}
         row["trained params M"] = fmt(rec["params"] / 1e6, 3) if rec.get("params") else MISSING
         row["trained GFLOPs true"] = fmt(rec.get("gflops"), 3)
         row["trained GFLOPs paper conv."] = fmt(rec.get("gflops_paper_convention"), 3)
-    got = (record or {}).get("metrics") or {}
-    for name in metrics:
-        row[f"{name} (ours)"] = fmt(got.get(name), 3)
-    row["images seen"] = fmt((record or {}).get("images_seen"))
-    seconds = ((record or {}).get("timings") or {}).get("train")
+    row["images seen"] = fmt(rec.get("images_seen"))
+    seconds = (rec.get("timings") or {}).get("train")
     row["train min"] = fmt(seconds / 60 if seconds is not None else None, 1)
     row["status"] = "finished" if record else "not run"
     return row
 
 
-def _printed(spec: RunSpec, full: ModelConfig, primary: str) -> dict[str, Any]:
-    """Params, GFLOPs and the primary metric as the paper prints them for this run (None: not printed)."""
+def metrics_row(spec: RunSpec, record: dict[str, Any] | None, metrics: list[str], primary: str) -> dict[str, str]:
+    """The run's metrics beside the paper's printed primary metric for the row it rebuilds."""
+    printed = printed_figures(spec, ModelConfig.from_dict(spec.full_config), primary)
+    row = {"run": spec.label, "seed": f"{spec.seed} (smoke)" if spec.smoke else str(spec.seed),
+           f"{primary} (paper)": fmt(printed["metric"]) if printed["metric"] is not None else NOT_IN_FACTS}
+    got = (record or {}).get("metrics") or {}
+    for name in metrics:
+        row[f"{name} (ours)"] = fmt(got.get(name), 3)
+    return row
+
+
+def split_constant(rows: list[dict[str, str]], keep: tuple[str, ...] = ("run",)) -> tuple[list[dict[str, str]],
+                                                                                         dict[str, str]]:
+    """Rows without the columns that read the same on every row (of two or more), and those columns'
+    common values, to be stated once under the table."""
+    if len(rows) < 2:
+        return rows, {}
+    same = {c: rows[0][c] for c in rows[0] if c not in keep and all(r.get(c) == rows[0][c] for r in rows)}
+    return [{c: v for c, v in r.items() if c not in same} for r in rows], same
+
+
+def printed_figures(spec: RunSpec, full: ModelConfig, primary: str) -> dict[str, Any]:
+    """Params, GFLOPs and the metric ``primary`` as the paper prints them for this run (None: not printed)."""
     if spec.paper_row:
         row = published.row(spec.paper_row)
         table = published.table(f"{row.paper}/{row.table}")

@@ -13,6 +13,7 @@
     seeds: 3                                # optional: replicates over training seeds (expand.replicate)
     reference: isotropic                    # optional: the run every other run is compared against
     plugins: [my_lab.parts, ./parts.py]     # optional: your own components (mpdit_bench/plugins.py)
+    equivalence: {fd_fmnist_proxy: 0.5}     # optional: report "equivalent within ±delta" tests for these metrics
 
 A variant / grid point is a dict of overrides with dotted keys (``train.lr``) or nested dicts; keys under
 ``cpu`` / ``paper`` apply only at that scale; ``paper_row: mpdit/4/mpdit-b-k4`` names the table row the run
@@ -29,6 +30,7 @@ from typing import Any
 from mpdit_bench import paper as published
 from mpdit_bench import plugins as user_plugins
 from mpdit_bench.config import load_yaml
+from mpdit_bench.evaluation.metric_table import BY_NAME as METRIC_TABLE
 from mpdit_bench.sweeps.budget import parse_budget
 from mpdit_bench.sweeps.expand import expand, parse_axes
 from mpdit_bench.sweeps.references import References, parse_references
@@ -36,8 +38,9 @@ from mpdit_bench.sweeps.runspec import SCALES, RunSpec
 from mpdit_bench.sweeps.settings import ScaleSettings, looked_up, parse_scale, parse_seeds
 from mpdit_bench.validation import require as _need
 
+METRIC_NAMES = tuple(METRIC_TABLE)
 TOP_KEYS = ("name", "description", "paper_table", "base", "scales", "axes", "budget", "seeds", "reference",
-            "plugins")
+            "plugins", "equivalence")
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Experiment:
     budget: References | None = None    # equal training compute: group -> the reference run's label
     reference: References | None = None  # comparisons: group -> the reference run's label
     plugins: list[str] = field(default_factory=list)  # loaded before any run resolves; every run config keeps them
+    equivalence: dict[str, float] = field(default_factory=dict)  # metric -> margin of its equivalence test
 
     def runs(self, scale: str, seeds: int | None = None) -> list[RunSpec]:
         return expand(self, scale, seeds)
@@ -103,7 +107,19 @@ def parse_experiment(raw: dict[str, Any], source: str, plugins: list[str] | tupl
         looked_up(lambda: published.table(str(paper_table)), "paper_table", paper_table, source)
     seeds = parse_seeds(raw["seeds"], "seeds", source) if "seeds" in raw else None
     reference = parse_references(raw["reference"], "reference", source) if "reference" in raw else None
+    equivalence = parse_equivalence(raw["equivalence"], source) if "equivalence" in raw else {}
     return Experiment(name=raw["name"], path=source, description=raw.get("description", ""),
                       paper_table=paper_table, model=base["model"],
                       model_overrides=dict(base.get("model_overrides") or {}), scales=sections, points=points,
-                      seeds=seeds, budget=budget, reference=reference, plugins=plugin_list)
+                      seeds=seeds, budget=budget, reference=reference, plugins=plugin_list,
+                      equivalence=equivalence)
+
+
+def parse_equivalence(raw: Any, source: str) -> dict[str, float]:
+    """``equivalence: {metric: delta}``: the margin within which a configuration counts as equivalent."""
+    _need(isinstance(raw, dict) and bool(raw), "equivalence", raw, "a mapping {metric: margin > 0}", source)
+    for metric, delta in raw.items():
+        _need(metric in METRIC_NAMES, f"equivalence.{metric}", metric, "a metric: " + ", ".join(METRIC_NAMES), source)
+        _need(isinstance(delta, (int, float)) and not isinstance(delta, bool) and delta > 0,
+              f"equivalence.{metric}", delta, "a margin > 0 in the metric's units", source)
+    return {metric: float(delta) for metric, delta in raw.items()}

@@ -15,6 +15,8 @@ ID_FIELDS = ("scale", "model", "model_config", "resolution", "nproc", "data", "t
 # eval keys of the curve along training (sweeps/curve.py): which points and metrics are evaluated from kept
 # checkpoints changes nothing the run trains, so a point can be added to a finished run
 CURVE_KEYS = ("every", "curve_metrics", "curve_samples")
+# eval keys only the report reads: how it compares runs changes nothing a run computes
+REPORT_KEYS = ("single_seed",)
 
 
 @dataclass
@@ -64,9 +66,9 @@ class RunSpec:
 def run_id(spec: RunSpec) -> str:
     """Stable id: hash of everything that changes what the run computes, and the scale. The model config
     counts as the id policy of `config.KEY_GENERATIONS` says (run ids are of generation 1); the curve's
-    eval keys (`CURVE_KEYS`) do not count."""
+    eval keys (`CURVE_KEYS`) and the report's (`REPORT_KEYS`) do not count."""
     keyed = {k: getattr(spec, k) for k in ID_FIELDS}
-    keyed["eval"] = {k: v for k, v in spec.eval.items() if k not in CURVE_KEYS}
+    keyed["eval"] = {k: v for k, v in spec.eval.items() if k not in CURVE_KEYS + REPORT_KEYS}
     keyed["model_config"] = identity_values(spec.model_config, RUN_ID_GENERATION)
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

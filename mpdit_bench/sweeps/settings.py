@@ -22,6 +22,7 @@ T = TypeVar("T")
 SCALE_KEYS = ("resolution", "nproc", "model_overrides", "data", "train", "sample", "eval", "slurm", "seeds", "workers")
 MAPPING_KEYS = ("model_overrides", "data", "train", "sample", "eval", "slurm")
 METRICS = EVALUATED  # the result keys `evaluate` reports (`evaluation.metric_table`)
+SINGLE_SEED = ("not-compared", "evaluation-noise")
 EVAL_KEYS: dict[str, Key] = {
     "ref": Key(None, lambda v: isinstance(v, str), "a reference path or name (string)"),
     "metrics": Key(None, lambda v: isinstance(v, list) and bool(v) and all(x in METRICS for x in v),
@@ -41,6 +42,8 @@ EVAL_KEYS: dict[str, Key] = {
                          + " (a sample metric must also be in eval.metrics)"),
     "curve_samples": Key(None, lambda v: is_int(v) and v >= 1,
                          "an integer >= 1 (samples drawn at each point of eval.every for its sample metrics)"),
+    "single_seed": Key(None, lambda v: v in SINGLE_SEED, "one of " + ", ".join(SINGLE_SEED) + " (how a report treats "
+                       "configurations with one seed: no verdict, or a verdict on evaluation noise only)"),
 }
 CURVE_METRICS = (HELDOUT_LOSS,) + METRICS
 
