@@ -246,7 +246,7 @@ def dopri5(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, atol: floa
     from torchdiffeq import odeint
 
     def field(t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return v(state, float(t), y)
+        return v(state, float(t.detach()), y)
 
     times = torch.tensor([1.0, 0.0], dtype=torch.float64, device=x.device)
     return odeint(field, x, times, method="dopri5", atol=atol, rtol=rtol)[-1]
