@@ -3,6 +3,7 @@
     counting    models, flops, components, tables
     sweeps      sweep, search, report
     runs        train, sample, convert, extract-latents
+    imports     import (the MPDiT authors', SiT and PPFlow checkpoints)
     evaluate    evaluate
     bench       bench train, bench sample, bench gpu
     render      the tables the commands print; common: consoles, `fail`, shared options
@@ -14,7 +15,7 @@ import sys
 
 import typer
 
-from mpdit_bench.cli import bench, counting, evaluate, runs, sweeps
+from mpdit_bench.cli import bench, counting, evaluate, imports, runs, sweeps
 from mpdit_bench.cli.common import report_error
 from mpdit_bench.config import ConfigError
 
@@ -26,6 +27,7 @@ for command in (counting.models, counting.flops, counting.components, counting.t
                 runs.train, runs.sample, runs.convert):
     app.command()(command)
 app.command("extract-latents")(runs.extract_latents)
+app.command("import")(imports.import_checkpoint)
 app.add_typer(bench.app, name="bench")
 app.command()(evaluate.evaluate)
 

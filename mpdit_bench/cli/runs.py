@@ -40,7 +40,8 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
                                    help="Number of samples (under torchrun write --num-samples: torchrun "
                                         "mistakes --num for its --numa-binding)"),
            out: str = typer.Option("samples.npz", "--out", help="ADM-layout .npz; the PNG grid goes beside it"),
-           sampler: Optional[str] = typer.Option(None, help="euler, heun or sde (default: run config, else euler)"),
+           sampler: Optional[str] = typer.Option(None, help="euler, heun, sde, sde_sbdm or dopri5 "
+                                                            "(default: run config, else euler)"),
            steps: Optional[int] = typer.Option(None, help="Integration steps (default 50)"),
            cfg_scale: Optional[str] = typer.Option(None, "--cfg-scale",
                                                    help="Guidance scale (1 = none), or one per stage of a patch "

@@ -5,7 +5,12 @@
     STORE/stats.json    {"mean": [C], "std": [C], "num", "resolution", "classes", "vae", ...}
                         written last: its presence marks a complete store
 
-The dataset normalises per channel, (z - mean) / std, as MPDiT does in place of SD's x0.18215.
+The dataset normalises per channel, (z - mean) / std, as MPDiT does in place of SD's x0.18215, in float32.
+``normalization`` says with which statistics: ``store`` (the suite's: measured on this store, stats.json) or
+``mpdit_authors`` (the MPDiT authors' fixed constants for sd-vae-ft-ema latents of ImageNet).
+``hflip`` mirrors each latent left-right with probability 1/2: SiT's and PPFlow's random horizontal flip,
+moved from the image to its latent (the VAE is close to flip-equivariant; an exact flip needs flipped images
+encoded at extraction).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import numpy as np
 import torch
 
 LATENTS, LABELS, STATS = "latents.npy", "labels.npy", "stats.json"
+MPDIT_AUTHORS_MEAN = [5.81, 3.25, 0.12, -2.15]  # their train.py / sample.py constants, sd-vae-ft-ema latents
+MPDIT_AUTHORS_STD = [4.17, 4.62, 3.71, 3.28]
+NORMALIZATIONS = ("store", "mpdit_authors")
 
 
 class LatentStoreError(FileNotFoundError):
@@ -40,7 +48,8 @@ def read_stats(root: str | Path) -> dict:
 class LatentStore(torch.utils.data.Dataset):
     """Normalised latents (C, h, w) float32 and integer labels; ``indices`` selects a subset."""
 
-    def __init__(self, root: str | Path, indices: np.ndarray | None = None):
+    def __init__(self, root: str | Path, indices: np.ndarray | None = None, normalization: str = "store",
+                 hflip: bool = False):
         self.root = Path(root)
         self.stats = read_stats(self.root)
         self.latents = np.load(self.root / LATENTS, mmap_mode="r")
@@ -49,8 +58,11 @@ class LatentStore(torch.utils.data.Dataset):
             raise LatentStoreError(f"{self.root}: {len(self.latents)} latents but {len(self.labels)} labels")
         self.indices = np.arange(len(self.labels)) if indices is None else np.asarray(indices)
         c = self.latents.shape[1]
-        self.mean = torch.tensor(self.stats["mean"], dtype=torch.float32).view(c, 1, 1)
-        self.std = torch.tensor(self.stats["std"], dtype=torch.float32).view(c, 1, 1)
+        mean, std = channel_normalization(self.stats, normalization, c, self.root)
+        self.mean_values, self.std_values = mean, std  # as given: what sampling undoes
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(c, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(c, 1, 1)
+        self.hflip = hflip
         self.channels, self.size = c, self.latents.shape[-1]
         self.num_classes = len(self.stats["classes"])
 
@@ -60,7 +72,21 @@ class LatentStore(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         j = int(self.indices[i])
         z = torch.from_numpy(np.array(self.latents[j], dtype=np.float32))
+        if self.hflip and torch.rand(()) < 0.5:
+            z = z.flip(-1)
         return (z - self.mean) / self.std, int(self.labels[j])
+
+
+def channel_normalization(stats: dict, normalization: str, channels: int, root: Path) -> tuple[list[float], list[float]]:
+    """(mean, std) per channel: the store's own, or the MPDiT authors' constants (4-channel latents only)."""
+    if normalization == "store":
+        return list(stats["mean"]), list(stats["std"])
+    if normalization == "mpdit_authors":
+        if channels != len(MPDIT_AUTHORS_MEAN):
+            raise LatentStoreError(f"{root}: data.normalization mpdit_authors is for {len(MPDIT_AUTHORS_MEAN)}-channel "
+                                   f"sd-vae latents; this store has {channels} channels; allowed: store")
+        return list(MPDIT_AUTHORS_MEAN), list(MPDIT_AUTHORS_STD)
+    raise LatentStoreError(f"data.normalization {normalization!r}; allowed: {', '.join(NORMALIZATIONS)}")
 
 
 # ---- images to latents: the folder layout, ADM's crop, the VAE (engine/extract.py runs them) -------------

@@ -17,12 +17,15 @@ from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, 
 
 SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample", "plugins")
 DATASETS = ("fashion-mnist", "latents")
+NORMALIZATIONS = ("store", "mpdit_authors")  # `data.latents.NORMALIZATIONS`
+INIT_SOURCES = ("mpdit", "sit", "ppflow")  # `imports.SOURCES`: the formats `mpdit-bench import` reads
 
 
 TRAIN_KEYS: dict[str, Key] = {
     "global_batch": Key(256, lambda v: is_int(v) and v >= 1, "an integer >= 1 (per-rank batch x world size)"),
     "lr": Key(1e-4, lambda v: is_num(v) and v > 0, "a number > 0 (constant learning rate)"),
-    "steps": Key(1000, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "steps": Key(1000, lambda v: is_int(v) and v >= 0,
+                 "an integer >= 1, or 0 (no training: the run samples and evaluates train.init_from as it is)"),
     "seed": Key(0, is_int, "an integer"),
     "ema_decay": Key(0.9999, lambda v: is_num(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "ema_warmup": Key(False, is_bool,
@@ -60,12 +63,20 @@ TRAIN_KEYS: dict[str, Key] = {
                              "coarse first, e.g. [0.5, 0.25, 0.25]"),
     "packing": Key(False, is_bool, "true or false (Patch n' Pack, one-level PPFlow models)"),
     "init_from": Key(None, optional(lambda v: isinstance(v, str)),
-                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (convert's output)"),
+                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (convert's output); "
+                     "with train.steps 0 and init_source also 'random' (a random checkpoint in that format, CPU smokes)"),
+    "init_source": Key(None, optional(lambda v: v in INIT_SOURCES),
+                       "null (init_from is a suite checkpoint) or the format init_from is in, imported first "
+                       "with train.steps 0: " + ", ".join(INIT_SOURCES)),
 }
 DATA_KEYS: dict[str, Key] = {
     "name": Key("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
     "path": Key(None, lambda v: v is None or isinstance(v, str), "a latent store directory (for name: latents)"),
     "limit": Key(None, optional(lambda v: is_int(v) and v >= 1), "null or an integer >= 1 (first N training items)"),
+    "normalization": Key("store", lambda v: v in NORMALIZATIONS,
+                         "store (per-channel statistics of the latent store, the suite's) or mpdit_authors (the MPDiT "
+                         "authors' fixed constants)"),
+    "hflip": Key(False, is_bool, "true or false (random left-right flips of the training latents, as SiT and PPFlow)"),
 }
 
 
@@ -104,6 +115,11 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
     except ConfigError as err:
         raise ConfigError(f"sample.{err.key}", err.value, err.allowed, source) from None
     _check_schedule_keys(cfg["train"], mcfg, source)
+    _check_start_keys(cfg["train"], source)
+    if cfg["data"]["name"] != "latents" and (cfg["data"]["hflip"] or cfg["data"]["normalization"] != "store"):
+        raise ConfigError("data.normalization" if cfg["data"]["normalization"] != "store" else "data.hflip",
+                          cfg["data"]["normalization"] if cfg["data"]["normalization"] != "store" else True,
+                          "the default: these keys apply to data.name latents", source)
     if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
         raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
     return cfg
@@ -128,6 +144,18 @@ def _resolved_model_config(preset: str, given: Any, overrides: dict[str, Any], s
             raise ConfigError(f"model_overrides.{key}", value, f"{getattr(mcfg, key)!r}, the value of model_config.{key} "
                               "(the resolved config), or unset", source)
     return mcfg
+
+
+def _check_start_keys(tc: dict[str, Any], source: str) -> None:
+    """train.steps 0 starts from train.init_from; init_source and 'random' belong to such runs only."""
+    if tc["steps"] == 0 and not tc["init_from"]:
+        raise ConfigError("train.init_from", None, "a checkpoint to sample: train.steps is 0 (no training)", source)
+    if tc["init_source"] is not None and tc["steps"] != 0:
+        raise ConfigError("train.init_source", tc["init_source"], "null: a source's format is read by runs of "
+                          "train.steps 0; import it first (`mpdit-bench import`) to train from it", source)
+    if tc["init_from"] == "random" and (tc["steps"] != 0 or tc["init_source"] is None):
+        raise ConfigError("train.init_from", "random", "a checkpoint path; 'random' needs train.steps 0 and "
+                          "train.init_source", source)
 
 
 def _check_schedule_keys(tc: dict[str, Any], mcfg: ModelConfig, source: str) -> None:

@@ -1,7 +1,14 @@
-"""Sampling from t = 1 (noise) to t = 0 (data): Euler and Heun ODE, Euler-Maruyama SDE, CFG.
+"""Sampling from t = 1 (noise) to t = 0 (data): Euler, Heun and adaptive dopri5 ODE, two SDEs, CFG.
 
 The model predicts the velocity v = n - z of the interpolant z_t = (1 - t) z + t n, so the ODE is
-dx/dt = v(x, t), integrated from t = 1 down to t = 0 on a uniform grid of ``steps`` intervals.
+dx/dt = v(x, t), integrated from t = 1 down to t = 0 on a uniform grid. ``grid: steps`` (the suite's
+default) takes ``steps`` intervals (steps + 1 points); ``grid: points`` takes ``steps`` points, as the MPDiT
+authors' ``linspace(1, 0, steps)``: their "250 steps" are 249 Euler steps.
+
+Samplers: ``euler``, ``heun``; ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t);
+``sde_sbdm`` (the MPDiT authors' and SiT's SBDM SDE, see `sbdm_sde`); ``dopri5`` (torchdiffeq's adaptive
+Dormand-Prince, as SiT's and PPFlow's ODE rows, ``atol`` / ``rtol``; ``steps`` is unused). dopri5 picks its
+steps for a whole batch, so its samples depend on the batch composition within the tolerances.
 
 Classifier-free guidance: v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) on all channels (or on the
 first ``cfg_channels``, the others conditional, as SiT and PPFlow guide 3 of 4 latent channels), the
@@ -34,7 +41,9 @@ from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.engine.torch_settings import TorchSettings, applied
 from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
-SAMPLERS = ("euler", "heun", "sde")
+SAMPLERS = ("euler", "heun", "sde", "sde_sbdm", "dopri5")
+GRIDS = ("steps", "points")
+SBDM_T_START, SBDM_LAST_STEP = 0.96, 0.04  # the SBDM grid runs 0.96 -> 0.04, then one deterministic step to 0
 SETTINGS = TorchSettings(matmul_tf32=True, cudnn_tf32=True)  # TF32 on CUDA; restored when sampling ends
 
 
@@ -46,6 +55,10 @@ def _cfg_scale_ok(w: Any) -> bool:
 SAMPLE_KEYS: dict[str, Key] = {
     "sampler": Key("euler", lambda v: v in SAMPLERS, ", ".join(SAMPLERS)),
     "steps": Key(50, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "grid": Key("steps", lambda v: v in GRIDS, "steps (steps intervals, the suite's) or points (steps points, "
+                                              "steps - 1 intervals, as the MPDiT authors' linspace(1, 0, steps))"),
+    "atol": Key(1e-6, lambda v: is_num(v) and v > 0, "a number > 0 (dopri5 absolute tolerance; SiT's 1e-6)"),
+    "rtol": Key(1e-3, lambda v: is_num(v) and v > 0, "a number > 0 (dopri5 relative tolerance; SiT's 1e-3)"),
     "cfg_scale": Key(1.0, _cfg_scale_ok, "a number >= 0 (1 = no guidance), or a list of them, one per stage "
                                          "of a patch schedule, coarse first"),
     "cfg_channels": Key(None, optional(lambda v: is_int(v) and v >= 1),
@@ -58,7 +71,7 @@ SAMPLE_KEYS: dict[str, Key] = {
     "batch_size": Key(64, lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "labels": Key("random", lambda v: v in ("random", "balanced") or (is_int(v) and v >= 0),
                   "random (uniform, as ADM), balanced (i mod C) or a class index"),
-    "diffusion_norm": Key(1.0, lambda v: is_num(v) and v >= 0, "a number >= 0 (SDE noise scale)"),
+    "diffusion_norm": Key(1.0, lambda v: is_num(v) and v >= 0, "a number >= 0 (SDE noise scale, sde and sde_sbdm)"),
     "use_ema": Key(True, is_bool, "true or false (sample from the EMA weights)"),
 }
 OPTION_DEFAULTS: dict[str, Any] = {key: spec.default for key, spec in SAMPLE_KEYS.items()}
@@ -69,7 +82,10 @@ Velocity = Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor]
 def check_options(options: dict[str, Any], source: str = "sampling options") -> dict[str, Any]:
     """Defaults filled (a None value means the default), every value checked; raises ConfigError naming
     the key and what is allowed."""
-    return check_section({k: v for k, v in options.items() if v is not None}, SAMPLE_KEYS, source)
+    checked = check_section({k: v for k, v in options.items() if v is not None}, SAMPLE_KEYS, source)
+    if checked["grid"] == "points" and checked["steps"] < 2:
+        raise ConfigError("steps", checked["steps"], "an integer >= 2 with grid: points (steps - 1 intervals)", source)
+    return checked
 
 
 def check_cfg_scale(cfg_scale: float | Sequence[float], cfg: ModelConfig,
@@ -138,20 +154,22 @@ def guided_velocity(model: torch.nn.Module, channels: int, null_class: int,
 
 
 # ---- integrators ---------------------------------------------------------------------------------------
-def time_grid(steps: int) -> list[float]:
-    return torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+def time_grid(steps: int, grid: str = "steps", start: float = 1.0, end: float = 0.0) -> list[float]:
+    """Uniform times from ``start`` down to ``end``: ``steps`` intervals, or ``steps`` points (grid "points")."""
+    points = steps if grid == "points" else steps + 1
+    return torch.linspace(start, end, points, dtype=torch.float64).tolist()
 
 
-def euler(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, **_: Any) -> torch.Tensor:
-    ts = time_grid(steps)
+def euler(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, grid: str = "steps", **_: Any) -> torch.Tensor:
+    ts = time_grid(steps, grid)
     for t, t_next in zip(ts[:-1], ts[1:]):
         x = x + (t_next - t) * v(x, t, y)
     return x
 
 
-def heun(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, **_: Any) -> torch.Tensor:
+def heun(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, grid: str = "steps", **_: Any) -> torch.Tensor:
     """Heun's second-order method (trapezoidal corrector on every interval)."""
-    ts = time_grid(steps)
+    ts = time_grid(steps, grid)
     for t, t_next in zip(ts[:-1], ts[1:]):
         d = v(x, t, y)
         x_pred = x + (t_next - t) * d
@@ -159,9 +177,15 @@ def heun(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, **_: Any) ->
     return x
 
 
+def _noise_like(x: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """xi ~ N(0, I) of x's shape, row i from sample i's generator."""
+    return torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators]).to(x.device)
+
+
 def euler_maruyama(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int,
-                   generators: Sequence[torch.Generator] = (), diffusion_norm: float = 1.0) -> torch.Tensor:
-    """Reverse-time SDE with the ODE's marginals, integrated in tau = 1 - t with step h = t - t_next > 0.
+                   generators: Sequence[torch.Generator] = (), diffusion_norm: float = 1.0, grid: str = "steps",
+                   **_: Any) -> torch.Tensor:
+    """The suite's reverse-time SDE with the ODE's marginals, in tau = 1 - t with step h = t - t_next > 0.
 
     For z_t = (1 - t) z + t n the score is s(x, t) = -E[n | x_t = x] / t with E[n | x] = x + (1 - t) v.
     With diffusion g(t)^2 = w t (w = ``diffusion_norm``; SiT's "sigma" form):
@@ -171,20 +195,64 @@ def euler_maruyama(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int,
         x <- x + h * drift + sqrt(w t h) * xi,  xi ~ N(0, I) from each sample's generator
 
     The last interval (ending at t = 0) is a plain Euler step without noise."""
-    ts = time_grid(steps)
+    ts = time_grid(steps, grid)
+    last = len(ts) - 2
     for i, (t, t_next) in enumerate(zip(ts[:-1], ts[1:])):
         vel = v(x, t, y)
         h = t - t_next
-        if i == steps - 1:
+        if i == last:
             x = x - h * vel
             break
         drift = -vel - 0.5 * diffusion_norm * (x + (1 - t) * vel)
-        xi = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators]).to(x.device)
-        x = x + h * drift + math.sqrt(diffusion_norm * t * h) * xi
+        x = x + h * drift + math.sqrt(diffusion_norm * t * h) * _noise_like(x, generators)
     return x
 
 
-INTEGRATORS = {"euler": euler, "heun": heun, "sde": euler_maruyama}
+def sbdm_drift(v: Velocity, x: torch.Tensor, t: float, y: torch.Tensor, diffusion_norm: float
+               ) -> tuple[torch.Tensor, float]:
+    """(drift, w) of the SBDM SDE at suite time t (0 data, 1 noise), for dt < 0.
+
+    SiT's SBDM diffusion is w = (1 - s) / s at its time s (0 noise, 1 data); at the suite's t = 1 - s it is
+    w(t) = t / (1 - t), scaled by ``diffusion_norm``. With the score s(x, t) = -(x + (1 - t) v) / t (as in
+    `euler_maruyama`), the reverse-time SDE with the ODE's marginals is dx = (v - w s) dt + sqrt(2 w) dW."""
+    vel = v(x, t, y)
+    w = diffusion_norm * t / (1 - t)
+    score = -(x + (1 - t) * vel) / t
+    return vel - w * score, w
+
+
+def sbdm_sde(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, generators: Sequence[torch.Generator] = (),
+             diffusion_norm: float = 1.0, grid: str = "steps", **_: Any) -> torch.Tensor:
+    """The MPDiT authors' (and SiT's default) SBDM SDE: Euler-Maruyama over a uniform grid from t = 0.96 to
+    0.04 (the starting noise taken as the state at 0.96, where w is finite), then one deterministic step of
+    the same drift to t = 0. ``steps`` counts the grid as ``grid`` says: the authors' 250 are 250 points
+    (249 noisy steps + the last one = 250 model calls).
+
+        x <- x + dt * (v - w s) + sqrt(2 w |dt|) xi,  dt = t_next - t < 0"""
+    ts = time_grid(steps, grid, SBDM_T_START, SBDM_LAST_STEP)
+    for t, t_next in zip(ts[:-1], ts[1:]):
+        drift, w = sbdm_drift(v, x, t, y, diffusion_norm)
+        dt = t_next - t
+        x = x + dt * drift
+        if w > 0:  # diffusion_norm 0 is the probability-flow ODE: no noise drawn
+            x = x + math.sqrt(2 * w * abs(dt)) * _noise_like(x, generators)
+    drift, _ = sbdm_drift(v, x, ts[-1], y, diffusion_norm)
+    return x - ts[-1] * drift
+
+
+def dopri5(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, atol: float = 1e-6, rtol: float = 1e-3,
+           **_: Any) -> torch.Tensor:
+    """torchdiffeq's adaptive Dormand-Prince 5(4) from t = 1 to t = 0 (SiT's and PPFlow's ODE sampler)."""
+    from torchdiffeq import odeint
+
+    def field(t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return v(state, float(t.detach()), y)
+
+    times = torch.tensor([1.0, 0.0], dtype=torch.float64, device=x.device)
+    return odeint(field, x, times, method="dopri5", atol=atol, rtol=rtol)[-1]
+
+
+INTEGRATORS = {"euler": euler, "heun": heun, "sde": euler_maruyama, "sde_sbdm": sbdm_sde, "dopri5": dopri5}
 
 
 # ---- per-sample randomness -------------------------------------------------------------------------------
@@ -219,7 +287,8 @@ def sample_indices(model: torch.nn.Module, cfg: ModelConfig, indices: Sequence[i
         gens = [sample_generator(o["seed"], i) for i in rows]
         x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)  # (B, C, H, W)
         y = labels[start:start + len(rows)].to(device)
-        x = INTEGRATORS[o["sampler"]](v, x, y, o["steps"], generators=gens, diffusion_norm=o["diffusion_norm"])
+        x = INTEGRATORS[o["sampler"]](v, x, y, o["steps"], generators=gens, diffusion_norm=o["diffusion_norm"],
+                                      grid=o["grid"], atol=o["atol"], rtol=o["rtol"])
         outs.append(x.float().cpu())
         if on_batch is not None:
             on_batch(len(rows))
@@ -362,6 +431,6 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
         out.with_name(f".{out.stem}.rank{r}.npz").unlink()
 
 
-__all__ = ["SAMPLERS", "check_cfg_scale", "check_options", "parse_sample_options",
-           "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels",
+__all__ = ["GRIDS", "SAMPLERS", "check_cfg_scale", "check_options", "parse_sample_options",
+           "dopri5", "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels", "sbdm_sde",
            "sample_checkpoint", "sample_indices", "save_grid", "to_uint8"]

@@ -69,7 +69,9 @@ def build_datasets(data_cfg: dict[str, Any], val_size: int) -> tuple[torch.utils
     read_stats(data_cfg["path"])
     val_size = min(val_size, max(num // 10, 1))
     train_idx = np.arange(num - val_size)[: data_cfg["limit"]]
-    return LatentStore(data_cfg["path"], train_idx), LatentStore(data_cfg["path"], np.arange(num - val_size, num))
+    norm = data_cfg["normalization"]
+    return (LatentStore(data_cfg["path"], train_idx, norm, data_cfg["hflip"]),
+            LatentStore(data_cfg["path"], np.arange(num - val_size, num), norm))
 
 
 def data_info(dataset: torch.utils.data.Dataset, data_cfg: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +80,8 @@ def data_info(dataset: torch.utils.data.Dataset, data_cfg: dict[str, Any]) -> di
     info = {"name": data_cfg["name"], "channels": int(x.shape[0]), "size": int(x.shape[-1]),
             "num_classes": int(dataset.num_classes)}
     if data_cfg["name"] == "latents":
-        info.update(path=str(data_cfg["path"]), latent_mean=dataset.stats["mean"], latent_std=dataset.stats["std"],
+        info.update(path=str(data_cfg["path"]), latent_mean=dataset.mean_values,
+                    latent_std=dataset.std_values,
                     resolution=dataset.stats.get("resolution"), classes=dataset.stats["classes"])
     return info
 
@@ -489,6 +492,13 @@ def train(run_cfg: dict[str, Any], out_dir: str | Path,
           on_validation: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train (or resume) the run described by ``run_cfg`` into ``out_dir``; returns the summary dict."""
     run_cfg = validate_run_config(run_cfg)
+    if run_cfg["train"]["steps"] == 0:  # nothing to train: the run's checkpoint is train.init_from
+        from mpdit_bench.imports.start import start_without_training
+        from mpdit_bench.models import model_config
+
+        mcfg = (ModelConfig.from_dict(run_cfg["model_config"]) if run_cfg.get("model_config") is not None
+                else model_config(run_cfg["model"], **run_cfg["model_overrides"]))
+        return start_without_training(run_cfg, mcfg, out_dir)
     info = distributed.setup(run_cfg["train"]["device"])
     try:
         with applied(training_settings(run_cfg["train"])):

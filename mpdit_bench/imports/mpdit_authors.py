@@ -13,14 +13,14 @@ from typing import Any, Mapping
 import torch
 
 from mpdit_bench.config import ModelConfig
+from mpdit_bench.data.latents import MPDIT_AUTHORS_MEAN, MPDIT_AUTHORS_STD
 from mpdit_bench.imports.common import ImportRefused, grid_side, heads_for, indexed
 
 NAME = "mpdit"
 FAMILY = "MPDiT-"  # preset names of this source
 TRAIN_KEYS = frozenset({"model", "ema", "opt", "epoch", "train_steps", "args"})
 # sd-vae-ft-ema latents, normalised with the authors' fixed per-channel constants
-LATENT_MEAN = [5.81, 3.25, 0.12, -2.15]
-LATENT_STD = [4.17, 4.62, 3.71, 3.28]
+LATENT_MEAN, LATENT_STD = MPDIT_AUTHORS_MEAN, MPDIT_AUTHORS_STD
 _BLOCK_PARTS = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 
 

@@ -73,7 +73,7 @@ def train_command(spec: RunSpec, run_dir: Path, entry: tuple[str, ...] = ENTRY,
 # a run's `sample` / `eval` keys and the flags of the command that takes them (absent: the command's default)
 SAMPLE_FLAGS = (("sampler", "--sampler"), ("steps", "--steps"), ("cfg_scale", "--cfg-scale"), ("seed", "--seed"),
                 ("batch_size", "--batch-size"), ("guidance_interval", "--guidance-interval"), ("labels", "--labels"),
-                ("device", "--device"))
+                ("device", "--device"), ("vae", "--vae"))
 EVALUATE_FLAGS = (("device", "--device"), ("batch_size", "--batch-size"), ("bootstrap", "--bootstrap"))
 
 

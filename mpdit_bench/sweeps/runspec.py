@@ -10,7 +10,7 @@ from typing import Any
 from mpdit_bench.config import RUN_ID_GENERATION, identity_values
 
 SCALES = ("paper", "cpu")
-SWEEP_SAMPLE_KEYS = ("num", "device")  # the sample phase's own flags, not sampling defaults of the run
+SWEEP_SAMPLE_KEYS = ("num", "device", "vae")  # the sample phase's own flags, not sampling defaults of the run
 ID_FIELDS = ("scale", "model", "model_config", "resolution", "nproc", "data", "train", "sample", "eval")
 # eval keys of the curve along training (sweeps/curve.py): which points and metrics are evaluated from kept
 # checkpoints changes nothing the run trains, so a point can be added to a finished run
