@@ -187,7 +187,7 @@ def pareto_table(study: Any, objective_names: list[str]) -> Table:
     table.add_column("trial", justify="right")
     for name in objective_names:
         table.add_column(name, justify="right")
-    table.add_column("params")
+    table.add_column("params", overflow="fold")  # wraps, never cut
     for t in study.best_trials:
         table.add_row(str(t.number), *[fmt(v, 4) for v in t.values], json.dumps(t.params))
     return table
