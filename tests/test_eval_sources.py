@@ -86,6 +86,30 @@ def test_reference_batch_with_statistics(tmp_path):
         open_source(tmp_path / "bad.npz")
 
 
+def test_a_reference_batch_of_the_wrong_size_is_refused_when_opened(tmp_path, monkeypatch):
+    """Before any sample's features are extracted: the statistics must be Inception's (pool3: 2048; sFID: 2023)."""
+    import importlib
+
+    E = importlib.import_module("mpdit_bench.evaluation.evaluate")  # the package exports a function of that name
+
+    def never(*args, **kwargs):
+        raise AssertionError("features extracted before the reference was checked")
+
+    monkeypatch.setattr(E, "extract", never)
+    write_npz(tmp_path / "s.npz", images())
+    good = {"mu": np.zeros(2048), "sigma": np.eye(2048)}
+    for name, arrays, says in (
+            ("mu10", {"mu": np.zeros(10), "sigma": np.eye(10)}, r"mu \(10,\) / sigma \(10, 10\).*\(2048,\)"),
+            ("sigma", {"mu": np.zeros(2048), "sigma": np.eye(3)}, r"sigma \(3, 3\)"),
+            ("mus", {**good, "mu_s": np.zeros(2048), "sigma_s": np.eye(2048)}, r"mu_s \(2048,\).*\(2023,\)"),
+            ("half", {**good, "mu_s": np.zeros(2023)}, "mu_s without sigma_s")):
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(SourceError, match=says):
+            open_source(tmp_path / f"{name}.npz")
+        with pytest.raises(SourceError, match=says):
+            evaluate(tmp_path / "s.npz", tmp_path / f"{name}.npz", metrics="fid", progress=False)
+
+
 def test_image_folder(tmp_path):
     from PIL import Image
 

@@ -100,12 +100,19 @@ def test_tables_json_fills_exactly_the_row_a_finished_run_names(tmp_path):
     assert row["ours"]["gflops_paper_convention"] == pytest.approx(13.9, abs=0.05)
 
 
+def markdown_cells(tmp_path, results, table="4"):
+    """Each row's cells of one table as `tables --out` writes it in markdown."""
+    out = runner.invoke(app, ["tables", "--paper", "mpdit", "--table", table, "--results", str(results),
+                              "--out", str(tmp_path / "md")])
+    assert out.exit_code == 0, out.output
+    text = (tmp_path / "md" / f"mpdit_table_{table}.md").read_text()
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in text.splitlines() if line.startswith("| ") and not line.startswith("| row")}
+
+
 def test_a_row_without_a_run_shows_a_dash_never_zero(tmp_path):
     results = write_records(tmp_path, record("r1", "mpdit/4/mpdit-b-k4", {"fid": 25.0}))
-    out = runner.invoke(app, ["tables", "--paper", "mpdit", "--table", "4", "--results", str(results)])
-    assert out.exit_code == 0, out.output
-    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
-             for line in out.stdout.splitlines() if line.startswith("| ") and not line.startswith("| row")}
+    lines = markdown_cells(tmp_path, results)
     assert lines["MPDiT-B k = 4"][-1] == "25.000 (-1.94)"
     for label in ("MPDiT-B k = 6 (default)", "MPDiT-XL k = 8", "DiT-B/2 dagger"):
         assert lines[label][-1] == "—"
@@ -116,11 +123,55 @@ def test_a_smoke_run_is_marked_in_its_cell(tmp_path):
     smoke = {**record("s", "mpdit/4/mpdit-xl-k4", {"fid": 400.0}), "smoke": True}
     full = record("f", "mpdit/4/mpdit-b-k4", {"fid": 250.0})
     results = write_records(tmp_path, smoke, full)
-    out = runner.invoke(app, ["tables", "--paper", "mpdit", "--table", "4", "--results", str(results)])
-    assert out.exit_code == 0, out.output
-    cells = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in out.stdout.splitlines()
-             if line.startswith("| ") and not line.startswith("| row")}
+    cells = {label: row[-1] for label, row in markdown_cells(tmp_path, results).items()}
     assert cells["MPDiT-XL k = 4"] == "400.000 (+388.89) (smoke)" and cells["MPDiT-B k = 4"] == "250.000 (+223.06)"
+
+
+def test_the_terminal_tables_fit_80_columns_with_each_footnote_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    results = write_records(tmp_path, record("r1", "mpdit/4/mpdit-b-k4", {"fid": 25.0}))
+    env = {**os.environ, "COLUMNS": "80"}
+    done = subprocess.run([sys.executable, "-m", "mpdit_bench", "tables", "--paper", "mpdit", "--results",
+                           str(results)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and not any(line.startswith("|") for line in lines)
+    for t in published.tables("mpdit"):  # every table, each with its title
+        assert any(line.startswith(t.name) for line in lines), t.name
+    footnote = "¹ GFLOPs (paper) counted in the MPDiT paper's convention"
+    assert sum(line.startswith(footnote) for line in lines) == 1 and len(published.tables("mpdit")) > 1
+    table4 = done.stdout[done.stdout.index("MPDiT Table 4"):done.stdout.index("MPDiT Table 5")]
+    assert "26.94" in table4 and "25.000 (-1.94)" in table4  # the paper's figure over ours in one column
+    assert "metrics: runs at scale paper in " + str(results) in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("scales, asked, shown, hint", [
+    (["paper"], None, "paper", None),  # the records' one scale
+    (["cpu"], None, "cpu", "names a row"),
+    (["cpu", "paper"], None, "cpu", None),  # mixed: `sweep`'s default
+    ([], None, "cpu", "no records of scale cpu in {results}; records found: none"),
+    (["paper", "paper"], "cpu", "cpu", "no records of scale cpu in {results}; records found: 2 of scale paper "
+                                       "(--scale paper)"),
+])
+def test_tables_scale_follows_the_records_and_explains_empty_metric_columns(tmp_path, scales, asked, shown, hint):
+    rows = {"paper": "mpdit/4/mpdit-b-k4", "cpu": "mpdit/4/mpdit-b-k6"}
+    recs = [record(f"r{i}", rows[s] if (s == "paper" or len(scales) > 1) else "mpdit/9/none", {"fid": 20.0 + i},
+                   scale=s) for i, s in enumerate(scales)]
+    results = write_records(tmp_path, *recs) if recs else tmp_path / "empty"
+    args = ["tables", "--paper", "mpdit", "--table", "4", "--json", "--results", str(results)]
+    out = runner.invoke(app, args + (["--scale", asked] if asked else []))
+    assert out.exit_code == 0, out.output
+    (table,) = json.loads(out.stdout)
+    assert table["scale"] == shown
+    note = " ".join(out.stderr.split())
+    assert f"metrics: runs at scale {shown}" in note or "no records of scale" in note
+    if hint is None:
+        assert "every metric cell is" not in note and "no records" not in note
+    else:
+        assert hint.format(results=results) in note
 
 
 def test_guided_and_unguided_runs_fill_their_own_columns_and_cpu_runs_show_no_gap():

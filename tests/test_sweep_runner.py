@@ -67,6 +67,19 @@ def test_runs_once_and_records(sweep):
     assert rec["params"] > 0 and rec["gflops"] > 0 and rec["software"]["python"]
 
 
+def test_every_run_a_worker_takes_is_logged_with_its_id_and_label(sweep):
+    path, runs, results, log = sweep
+    lines = []
+    run_sweep(runs[:2], results, FakePhases(log), worker="w1", log=lines.append)
+    run_sweep(runs[2:3], results, FakePhases(log, fail_phase="sample"), worker="w2", log=lines.append)
+    for spec in runs[:2]:
+        assert f"w1: started run {spec.run_id} {spec.label}" in lines
+        assert any(line.startswith(f"w1: finished run {spec.run_id} {spec.label} in ") for line in lines)
+    assert f"w2: started run {runs[2].run_id} {runs[2].label}" in lines
+    assert any(line.startswith(f"w2: failed run {runs[2].run_id} {runs[2].label}: PhaseError") for line in lines)
+    assert len(lines) == 6
+
+
 def test_phase_resume_after_a_failure(sweep):
     path, runs, results, log = sweep
     broken = run_sweep(runs[:2], results, FakePhases(log, fail_phase="sample"))
@@ -222,6 +235,9 @@ def test_a_local_sweep_of_two_workers_runs_each_run_once_inside_the_workers(tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = " ".join(proc.stdout.split())
     assert f"2 worker(s) of {max(1, cpu_cores() // 2)} thread(s) each" in text
+    for spec in load_experiment(path).runs("cpu"):  # whichever worker ran it, its lines reach the terminal
+        assert f"started run {spec.run_id} {spec.label}" in text and f"finished run {spec.run_id} {spec.label}" in text
+    assert text.count("done, 0 running") == 1  # one status table: the worker started by the sweep prints none
     assert "filling the evaluation caches" in text and "2 done, 0 running, 0 failed" in text
     runs = load_experiment(path).runs("cpu")
     for spec in runs:

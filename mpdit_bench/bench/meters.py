@@ -17,10 +17,10 @@ import torch
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA where torch sees a GPU, else the CPU; any other name is torch's."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``auto`` is CUDA where torch sees a GPU, else the CPU; a device this machine lacks is refused."""
+    from mpdit_bench.engine.distributed import resolve_device as checked
+
+    return checked(device, "--device")
 
 
 def synchronize(dev: torch.device) -> None:

@@ -33,12 +33,30 @@ def _set_threads(threads: Optional[int]) -> None:
         torch.set_num_threads(threads)
 
 
+def _check_settings(models: tuple[str, ...], overrides: dict, device: str, resolution: int = 256,
+                    **counts: int) -> None:
+    """Every flag before anything is built or timed: both models, the device, the counts (0 warm-up and 0
+    threads allowed: 0 threads is torch's default)."""
+    from mpdit_bench.engine.distributed import resolve_device
+    from mpdit_bench.models import model_config
+
+    for flag, value in counts.items():
+        least = 0 if flag in ("warmup", "threads") else 1
+        if value is not None and value < least:
+            fail(f"--{flag.replace('_', '-')} {value} is invalid; allowed: an integer >= {least}")
+    for name in models:
+        model_config(name, resolution, **overrides)
+    resolve_device(device, "--device")
+
+
 def _compare(mode: str, model: str, vs: str, batch: int, overrides: Optional[list[str]], out_dir: str,
              threads: Optional[int], **settings) -> None:
     from mpdit_bench.bench.compare import compare
 
+    extra = parse_set(overrides or [])
+    _check_settings((model, vs), extra, batch=batch, threads=threads, **settings)
     _set_threads(threads)
-    print_comparison(compare(mode, model, vs, batch, parse_set(overrides or []), out_dir, **settings))
+    print_comparison(compare(mode, model, vs, batch, extra, out_dir, **settings))
 
 
 @app.command()
@@ -85,6 +103,9 @@ def gpu(model: str = typer.Option("MPDiT-XL", "--model", "-m", help="Model A (pr
     extra = parse_set(settings or [], "--setting")
     if overrides:
         extra["overrides"] = parse_set(overrides)
+    if budget_s <= 0:
+        fail(f"--budget-s {budget_s:g} is invalid; allowed: a number of seconds > 0")
+    _check_settings((model, vs), extra.get("overrides", {}), device, threads=threads)
     _set_threads(threads)
     result = run_gpu_check(out_dir, (model, vs), device, small, budget_s, not no_compile, inception_weights, **extra)
     print(markdown(result), end="")

@@ -103,19 +103,81 @@ def _print_schedule_counts(result: dict[str, Any]) -> None:
                       f"points); FID-50k {published(result['paper_fid50k'])}")
 
 
+def paper_table(table: dict[str, Any]) -> Table:
+    """A rebuilt paper table for the terminal: one column per figure, the paper's value over ours (dim), so
+    that it is half as wide as the markdown; every column wraps, the row label and figures are never cut."""
+    from mpdit_bench.reports.paper_render import table_cells
+
+    headers, rows, _ = table_cells(table)
+    title = Text(f"{table['name']}: {table['title']}", style="bold")
+    grid = Table(title=title, caption=Text(table["note"]) if table.get("note") else None, box=box.SIMPLE_HEAD,
+                 show_edge=False, pad_edge=False, collapse_padding=True, show_lines=True, title_justify="left",
+                 caption_justify="left")
+    grid.add_column("row", overflow="fold")
+    for name, ours in headers:
+        header = Text(name)
+        if ours:
+            header.append(f"\npaper\n{ours}", style="dim")
+        grid.add_column(header, justify="right" if ours else "left", overflow="fold")  # figures right, text left
+    for label, cells in rows:
+        texts = []
+        for printed, ours in cells:
+            text = Text(printed)
+            if ours:
+                text.append("\n" + ours, style="dim")
+            texts.append(text)
+        grid.add_row(Text(label), *texts)
+    return grid
+
+
+def paper_table_notes(tables: list[dict[str, Any]]) -> list[str]:
+    """The footnotes of several tables, each once, in the order they first appear."""
+    from mpdit_bench.reports.paper_render import table_cells
+
+    return list(dict.fromkeys(note for t in tables for note in table_cells(t)[2]))
+
+
 # ---- sweeps and search --------------------------------------------------------------------------------------
+DRY_RUN_WIDE = 120  # narrower consoles drop the columns `--json` still gives
+
+
+_DRY_RUN_HEADERS = {"params M": "params\nM", "GFLOPs conv.": "GFLOPs\nconv.", "steps x batch": "steps x\nbatch",
+                    "train FLOP": "train\nFLOP", "device-h": "device\nhours", "wall-h": "wall\nhours"}
+
+
 def print_dry_run(title: str, rows: list[dict[str, Any]], totals: str) -> None:
-    table = Table(title=title)
-    for col in ("run", "label", "seed", "procs", "params (M)", "GFLOPs true", "GFLOPs paper conv.", "steps x batch",
-                "train FLOP", "device-h", "wall-h"):
-        table.add_column(col, justify="left" if col in ("run", "label") else "right")
+    """One row per run. Only the label wraps: the run id and the numbers are never cut. A console narrower
+    than DRY_RUN_WIDE drops the paper-convention GFLOPs, the training FLOP and a processes column that would
+    repeat one number (the note says it). Wall-hours appear where a run has more than one process."""
+    wide = console.width >= DRY_RUN_WIDE
+    nprocs = sorted({r["nproc"] for r in rows}) or [1]
+    multi = nprocs[-1] > 1
+    procs_column = multi and (wide or len(nprocs) > 1)
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("run", no_wrap=True)
+    table.add_column("label", overflow="fold")
+    columns = ["seed"] + (["procs"] if procs_column else []) + ["params M", "GFLOPs"] \
+        + (["GFLOPs conv."] if wide else []) + ["steps x batch"] + (["train FLOP"] if wide else []) \
+        + ["device-h"] + (["wall-h"] if multi else [])
+    for col in columns:
+        table.add_column(_DRY_RUN_HEADERS.get(col, col), justify="right", no_wrap=True)
     for r in rows:
-        table.add_row(r["run_id"], r["label"], str(r["seed"]) + (" (smoke)" if r["smoke"] else ""), str(r["nproc"]),
-                      fmt(r["params"] / 1e6, 2), fmt(r["gflops"], 3), fmt(r["gflops_paper_convention"], 3),
-                      f"{r['steps']} x {r['global_batch']}", f"{r['train_pflop'] * 1e15:.2e}",
-                      fmt(r["device_hours"], 3), fmt(r["wall_hours"], 3))
-    (console if console.is_terminal else Console(width=160)).print(table)  # wide when piped to a file
-    console.print(totals)
+        cells = {"seed": str(r["seed"]), "procs": str(r["nproc"]), "params M": fmt(r["params"] / 1e6, 2),
+                 "GFLOPs": fmt(r["gflops"], 3), "GFLOPs conv.": fmt(r["gflops_paper_convention"], 3),
+                 "steps x batch": f"{r['steps']} x {r['global_batch']}", "train FLOP": f"{r['train_pflop'] * 1e15:.2e}",
+                 "device-h": fmt(r["device_hours"], 3), "wall-h": fmt(r["wall_hours"], 3)}
+        label = Text(r["label"] + (" (smoke)" if r["smoke"] else ""))  # Text: a label is not markup
+        table.add_row(r["run_id"], label, *(cells[col] for col in columns))
+    console.print(table)
+    notes = [totals]
+    if not multi:
+        notes.append("One process per run: wall-hours = device-hours.")
+    elif not procs_column:
+        notes.append(f"Every run: {nprocs[0]} processes.")
+    if not wide:
+        notes.append(f"Left out below {DRY_RUN_WIDE} columns: GFLOPs in the paper's convention, training FLOP "
+                     "(`--json` has every field).")
+    console.print(Text(" ".join(notes)))
 
 
 def pareto_table(study: Any, objective_names: list[str]) -> Table:
@@ -125,7 +187,7 @@ def pareto_table(study: Any, objective_names: list[str]) -> Table:
     table.add_column("trial", justify="right")
     for name in objective_names:
         table.add_column(name, justify="right")
-    table.add_column("params")
+    table.add_column("params", overflow="fold")  # wraps, never cut
     for t in study.best_trials:
         table.add_row(str(t.number), *[fmt(v, 4) for v in t.values], json.dumps(t.params))
     return table

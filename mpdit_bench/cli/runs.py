@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from mpdit_bench.cli.common import PluginOption, SetOption, console, fail, fmt
+from mpdit_bench.cli.kinds import require_kind
 from mpdit_bench.config import ConfigError, parse_set
 
 
@@ -17,18 +18,22 @@ def train(config: str = typer.Argument(..., help="Run config YAML (sections mode
           plugins: Optional[list[str]] = PluginOption) -> None:
     """Train (or resume) a flow-matching run; works alone or under torchrun."""
     from mpdit_bench.checkpoint import CheckpointError
+    from mpdit_bench.data.latents import LatentStoreError
     from mpdit_bench.engine.distributed import is_main_process
     from mpdit_bench.engine.train import TrainingDiverged, load_run_config
     from mpdit_bench.engine.train import train as run_training
     from mpdit_bench.plugins import merged
 
+    require_kind(config, "run config")
     run_cfg = load_run_config(config, overrides or [])
     if plugins:  # kept with the run, so its checkpoints load them wherever they are read
         run_cfg["plugins"] = merged(run_cfg.get("plugins", []), plugins)
     run_dir = Path(out) if out else Path("runs") / Path(config).stem
     try:
         summary = run_training(run_cfg, run_dir)
-    except (TrainingDiverged, CheckpointError) as err:
+    except (CheckpointError, LatentStoreError) as err:  # an unreadable checkpoint, a missing latent store
+        fail(str(err))
+    except TrainingDiverged as err:
         fail(str(err), code=1)
     if is_main_process():
         console.print(f"[bold green]done[/] step {summary['final_step']} loss {fmt(summary['final_loss'], 4)} "
@@ -56,20 +61,22 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
            plugins: Optional[list[str]] = PluginOption) -> None:
     """Sample a checkpoint into ADM's .npz layout and a PNG grid; works under torchrun."""
     from mpdit_bench.checkpoint import CheckpointError
-    from mpdit_bench.engine.distributed import is_main_process
-    from mpdit_bench.engine.sampling import parse_sample_options, sample_checkpoint
+    from mpdit_bench.engine.distributed import is_main_process, resolve_device
+    from mpdit_bench.engine.sampling import check_options, parse_sample_options, sample_checkpoint
 
     try:
         options = parse_sample_options({"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale,
                                         "guidance_interval": guidance_interval, "seed": seed,
                                         "batch_size": batch_size, "labels": labels,
                                         "use_ema": False if raw_weights else None})
+        check_options(options, "command line")  # the flags given, before the checkpoint is read
+        resolve_device(device, "--device")
     except ConfigError as err:
         fail(str(err))
     try:
         path = sample_checkpoint(ckpt, num, out, vae=vae, device=device, **options)
     except (CheckpointError, FileNotFoundError) as err:
-        fail(str(err), code=1)
+        fail(str(err))
     if is_main_process():
         console.print(f"[bold green]wrote[/] {path} and {path.with_suffix('.png')}")
 

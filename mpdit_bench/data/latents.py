@@ -132,7 +132,12 @@ def load_vae(path: str | Path, device: torch.device):
     if not Path(path).is_dir():
         raise LatentStoreError(f"--vae {path}: no such directory; allowed: a local AutoencoderKL folder "
                                "(save_pretrained layout, e.g. a copy of sd-vae-ft-ema)")
-    return AutoencoderKL.from_pretrained(str(path), local_files_only=True).to(device).eval()
+    try:
+        vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as err:  # no config.json or weights in the folder, or another model's
+        raise LatentStoreError(f"--vae {path}: not an AutoencoderKL folder ({type(err).__name__}: {err}); allowed: "
+                               "a local AutoencoderKL folder (save_pretrained layout, e.g. a copy of sd-vae-ft-ema)") from None
+    return vae.to(device).eval()
 
 
 def channel_stats(latents: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:

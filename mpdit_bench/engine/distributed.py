@@ -13,6 +13,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from mpdit_bench.validation import ConfigError
+
+NO_CUDA = "CUDA is not available on this machine"
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -37,7 +41,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is invalid; allowed: an integer (set by torchrun)") from None
+        raise ConfigError(name, raw, "an integer (set by torchrun)", "environment") from None
 
 
 def is_main_process() -> bool:
@@ -45,15 +49,34 @@ def is_main_process() -> bool:
     return _env_int("RANK", 0) == 0
 
 
-def setup(device: str = "auto") -> DistInfo:
+def resolve_device(device: str, key: str = "device", source: str | None = None) -> torch.device:
+    """The device a command or config asks for, refused (ConfigError naming ``key``) where this machine has
+    none such: "auto" is CUDA where torch sees a GPU, else the CPU; "cpu"; "cuda" or "cuda:N"."""
+    allowed = "auto, cpu, cuda or cuda:N"
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(key, device, allowed, source) from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(key, device, allowed, source)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(key, device, f"auto or cpu ({NO_CUDA})", source)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(key, device, f"cuda:0 to cuda:{torch.cuda.device_count() - 1} (the GPUs torch sees here)",
+                          source)
+    return dev
+
+
+def setup(device: str = "auto", key: str = "device") -> DistInfo:
     """Join the process group torchrun describes (or none for a plain single process).
 
-    device: "auto" (cuda when available), "cpu" or "cuda". NCCL on CUDA, gloo on CPU."""
+    device: "auto" (cuda when available), "cpu" or "cuda", checked by `resolve_device` under ``key``.
+    NCCL on CUDA, gloo on CPU."""
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device {device!r} is invalid; allowed: auto, cpu, cuda")
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device; use device: cpu")
+        raise ConfigError(key, device, "auto, cpu, cuda")
+    use_cuda = resolve_device(device, key).type == "cuda"
     rank, local_rank = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     world = _env_int("WORLD_SIZE", 1)
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
@@ -92,4 +115,4 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-__all__ = ["DistInfo", "is_main_process", "setup", "teardown", "barrier", "all_mean", "all_gather_objects"]
+__all__ = ["DistInfo", "NO_CUDA", "is_main_process", "resolve_device", "setup", "teardown", "barrier", "all_mean", "all_gather_objects"]

@@ -65,8 +65,8 @@ def build_datasets(data_cfg: dict[str, Any], val_size: int) -> tuple[torch.utils
 
     from mpdit_bench.data.latents import LatentStore, read_stats
 
+    read_stats(data_cfg["path"])  # a missing or incomplete store is named before anything is read from it
     num = len(np.load(Path(data_cfg["path"]) / "labels.npy", mmap_mode="r"))
-    read_stats(data_cfg["path"])
     val_size = min(val_size, max(num // 10, 1))
     train_idx = np.arange(num - val_size)[: data_cfg["limit"]]
     norm = data_cfg["normalization"]
@@ -177,9 +177,13 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
     torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1.0 - decay)
 
 
+def uses_bf16(device: torch.device, precision: str) -> bool:
+    """``precision: bf16`` autocasts on a GPU only; a CPU run stays in fp32."""
+    return device.type == "cuda" and precision == "bf16"
+
+
 def autocast(device: torch.device, precision: str):
-    enabled = device.type == "cuda" and precision == "bf16"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, precision))
 
 
 class Validator:
@@ -404,10 +408,28 @@ class Trainer:
         distributed.barrier()
         self.last_saved = pos.step
 
+    def describe(self) -> str:
+        """The resolved run in a few lines: model, size, data, batch, steps, learning rate, where it goes."""
+        from mpdit_bench.counting import analytic_counts
+
+        tc, m, d = self.tc, self.mcfg, self.data_info
+        schedule = f", patch schedule over time {m.time_patch_sizes}" if m.time_patch_sizes else ""
+        return (f"model {self.run_cfg['model']}: patches {m.patch_sizes} depths {m.depths} D={m.hidden_size} "
+                f"m={m.class_tokens}{schedule}; {param_count(self.model) / 1e6:.2f} M parameters, "
+                f"{analytic_counts(m)['gflops']:.3f} GFLOPs per image (true count)\n"
+                f"data {d['name']}: {len(self.train_set)} training items of {d['channels']}x{d['size']}x{d['size']}, "
+                f"{d['num_classes']} classes\n"
+                f"train: global batch {tc['global_batch']} ({self.batch} per process x {self.info.world_size}), "
+                f"steps {self.position.step} -> {tc['steps']}, lr {tc['lr']:g}, seed {tc['seed']}, "
+                f"{'bf16 autocast' if uses_bf16(self.info.device, tc['precision']) else 'fp32'} on {self.info.device}"
+                + (f", validation every {tc['val_every']} steps" if tc["val_every"] else "") + f" -> {self.out}")
+
     def fit(self) -> dict[str, Any]:
         """Resume, train to ``train.steps`` (or the time limit), return the summary."""
         self.resume()
         tc, pos = self.tc, self.position
+        if self.info.is_main:
+            print(self.describe(), flush=True)
         self.net = self.wrap()
         validator = (Validator(self.val_set, self.batch, tc["seed"], self.info, tc["t_mean"], tc["t_std"])
                      if tc["val_every"] else None)
@@ -425,6 +447,8 @@ class Trainer:
                 if validator is not None and (pos.step % tc["val_every"] == 0 or pos.step == tc["steps"]):
                     row = row or self._row()
                     row["val_loss"] = self.last_val = self.validate(validator)
+                    if self.info.is_main:
+                        print(f"step {pos.step} validation loss {self.last_val:.4f}", flush=True)
                 if row is not None:
                     metrics.write(row)
                     if self.on_validation is not None and "val_loss" in row:
@@ -499,7 +523,7 @@ def train(run_cfg: dict[str, Any], out_dir: str | Path,
         mcfg = (ModelConfig.from_dict(run_cfg["model_config"]) if run_cfg.get("model_config") is not None
                 else model_config(run_cfg["model"], **run_cfg["model_overrides"]))
         return start_without_training(run_cfg, mcfg, out_dir)
-    info = distributed.setup(run_cfg["train"]["device"])
+    info = distributed.setup(run_cfg["train"]["device"], "train.device")
     try:
         with applied(training_settings(run_cfg["train"])):
             return Trainer(run_cfg, out_dir, info, on_validation).fit()

@@ -8,18 +8,18 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from mpdit_bench.engine.distributed import resolve_device
 from mpdit_bench.files import file_lock, save_npz_atomic
 from mpdit_bench.evaluation import bootstrap as B
 from mpdit_bench.evaluation import metric_table as T
 from mpdit_bench.evaluation import metrics as M
 from mpdit_bench.evaluation.features import MOMENT_KEYS, extract, shared_inception
 from mpdit_bench.evaluation.inception import cache_dir, resolve_weights
-from mpdit_bench.evaluation.sources import SPEC_HELP, Source, SourceError, open_source
+from mpdit_bench.evaluation.sources import POOL3_DIM, SPATIAL_DIM, SPEC_HELP, Source, SourceError, open_source
 from mpdit_bench.validation import ConfigError
 
 METRICS, DEFAULT_METRICS, INCEPTION_METRICS = T.FLAGS, T.DEFAULT_FLAGS, T.INCEPTION_FLAGS  # `--metrics` words
 RESULT_KEYS = T.EVALUATED
-POOL3_DIM, SPATIAL_DIM = 2048, 2023
 FD_METHODS = ("auto", "sqrtm", "eigh")
 
 
@@ -215,6 +215,7 @@ def evaluate(samples, ref=None, metrics: str | Iterable[str] = DEFAULT_METRICS, 
     ``bootstrap`` = N > 0 adds a 95 % interval ``<metric>_ci95`` for every metric (`evaluation.bootstrap`)."""
     start = time.time()
     wanted = parse_metrics(metrics)
+    device = str(resolve_device(device, "--device"))
     if batch_size < 1:
         raise ConfigError("--batch-size", batch_size, "a positive integer")
     sample_src = open_source(samples)

@@ -19,6 +19,8 @@ from mpdit_bench.files import save_npz_atomic, sha256_file
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 DATASETS = ("fashion-mnist:train", "fashion-mnist:test")
 STATS_KEYS = ("mu", "sigma", "mu_s", "sigma_s")
+POOL3_DIM, SPATIAL_DIM = 2048, 2023  # Inception pool3; sFID's 7 channels of Mixed_6d (17x17x7)
+STATS_DIMS = {"mu": (POOL3_DIM, "Inception pool3"), "mu_s": (SPATIAL_DIM, "sFID's 17x17x7 spatial features")}
 SPEC_HELP = ("an ADM .npz (arr_0 uint8 (N, H, W[, C])), an image folder, or a dataset name "
              f"({', '.join(DATASETS)}, optionally :N for the first N images, e.g. fashion-mnist:test:500)")
 
@@ -100,8 +102,7 @@ def open_npz(path: Path) -> Source:
     if set(STATS_KEYS[:2]) <= keys:  # an ADM reference batch
         with np.load(path, allow_pickle=False) as data:
             stats = {k: data[k].astype(np.float64) for k in STATS_KEYS if k in keys}
-        if stats["mu"].ndim != 1 or stats["sigma"].shape != (len(stats["mu"]),) * 2:
-            raise SourceError(f"{path}: mu {stats['mu'].shape} / sigma {stats['sigma'].shape} must be (D,) / (D, D)")
+        check_reference_stats(stats, path)
     if "arr_0" not in keys:
         if stats:
             return Source(str(path), 0, stats=stats, _hasher=lambda: sha256_file(path))
@@ -118,6 +119,23 @@ def open_npz(path: Path) -> Source:
             raise SourceError(f"{path}: key arr_1 is {labels.dtype} {labels.shape}; allowed: integer labels ({shape[0]},)")
         labels = labels.astype(np.int64)
     return Source(str(path), int(shape[0]), labels, stats, _npz_reader(path, shape), lambda: sha256_file(path))
+
+
+def check_reference_stats(stats: dict[str, np.ndarray], path: Path) -> None:
+    """An ADM reference batch's statistics have the shapes of the features they describe: mu (2048,) and
+    sigma (2048, 2048); mu_s (2023,) and sigma_s (2023, 2023) where given. Checked when the file is opened,
+    so that a wrong batch is refused before any sample's features are extracted."""
+    if ("mu_s" in stats) != ("sigma_s" in stats):
+        raise SourceError(f"{path}: has {'mu_s' if 'mu_s' in stats else 'sigma_s'} without "
+                          f"{'sigma_s' if 'mu_s' in stats else 'mu_s'}; allowed: both (sFID) or neither")
+    for mu_key, sigma_key in (("mu", "sigma"), ("mu_s", "sigma_s")):
+        if mu_key not in stats:
+            continue
+        dim, features = STATS_DIMS[mu_key]
+        mu, sigma = stats[mu_key], stats[sigma_key]
+        if mu.shape != (dim,) or sigma.shape != (dim, dim):
+            raise SourceError(f"{path}: {mu_key} {mu.shape} / {sigma_key} {sigma.shape} are invalid; allowed: "
+                              f"({dim},) / ({dim}, {dim}), the statistics of {features}")
 
 
 def write_npz(path: str | Path, images: np.ndarray, labels: Optional[np.ndarray] = None) -> Path:

@@ -54,8 +54,8 @@ def get_preset(name: str) -> Preset:
 def model_config(name: str, resolution: int | None = None, **overrides: Any) -> ModelConfig:
     """The preset's config with ``overrides`` applied; ``resolution`` (px) sets the latent side (px / 8)."""
     if resolution is not None:
-        if resolution % 8:
-            raise ConfigError("resolution", resolution, "a multiple of 8 pixels, e.g. 256 or 512")
+        if resolution < 8 or resolution % 8:
+            raise ConfigError("resolution", resolution, "a positive multiple of 8 pixels, e.g. 256 or 512")
         overrides = {"input_size": resolution // 8, **overrides}
     return get_preset(name).config.replace(source=f"model {name} overrides", **overrides)
 

@@ -63,28 +63,44 @@ def _ours(col: dict[str, Any], row: dict[str, Any]) -> str:
     return _with_gap(_num(value), gap)
 
 
-def table_markdown(table: dict[str, Any], heading: str = "##") -> str:
+def table_cells(table: dict[str, Any]) -> tuple[list[tuple[str, str | None]], list[tuple[str, list[tuple[str, str | None]]]],
+                                               list[str]]:
+    """The table as text, for any layout: each column's (header, label of its "ours" side or None where it has
+    none), each row's (label, per column (printed figure, ours or None)), and the footnotes."""
     cols = table["columns"]
-    header = ["row"]
+    headers = []
     for c in cols:  # metrics of runs at another scale than the paper's are marked in the header too
         ours = "ours" if c["kind"] != "metric" or table["scale"] == "paper" else f"ours, {table['scale']} scale"
-        header += [f"{c['header']} (paper)", f"{c['header']} ({ours})"] if c["kind"] in PAIRED else [c["header"]]
-    lines = [f"{heading} {table['name']}: {table['title']}", ""]
-    if table.get("note"):
-        lines += [table["note"], ""]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        headers.append((c["header"], ours if c["kind"] in PAIRED else None))
     marks_used = set()
     decimals = {c["key"]: max(_decimals(r["paper"].get(c["key"])) for r in table["rows"]) for c in cols}
+    rows = []
     for row in table["rows"]:
-        cells = [row["label"]]
+        cells = []
         for c in cols:
             printed = _printed(row["paper"].get(c["key"]), decimals[c["key"]])
             if c["kind"] == "gflops" and row["paper"].get(c["key"]) is not None:
                 printed += MARK[row["gflops_convention"]]
                 marks_used.add(row["gflops_convention"])
-            cells += [printed, _ours(c, row)] if c["kind"] in PAIRED else [printed]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *_footnotes(table, marks_used)]
+            cells.append((printed, _ours(c, row) if c["kind"] in PAIRED else None))
+        rows.append((row["label"], cells))
+    return headers, rows, _footnotes(table, marks_used)
+
+
+def table_markdown(table: dict[str, Any], heading: str = "##") -> str:
+    headers, rows, notes = table_cells(table)
+    header = ["row"]
+    for name, ours in headers:
+        header += [f"{name} (paper)", f"{name} ({ours})"] if ours else [name]
+    lines = [f"{heading} {table['name']}: {table['title']}", ""]
+    if table.get("note"):
+        lines += [table["note"], ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for label, cells in rows:
+        lines.append("| " + " | ".join([label] + [x for printed, ours in cells
+                                                  for x in ((printed, ours) if ours is not None else (printed,))])
+                     + " |")
+    lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 

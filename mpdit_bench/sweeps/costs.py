@@ -80,9 +80,15 @@ def estimate_cost(counts: dict[str, float], train: dict[str, Any], sample: dict[
             "device_hours": seconds / 3600, "wall_hours": seconds / 3600 / max(1, nproc)}
 
 
-def sweep_wall_hours(rows: list[dict[str, Any]], workers: int, scale: str) -> float:
+def concurrent_workers(workers: int, cores: int | None) -> int:
+    """How many of ``workers`` local workers make progress at once: workers beyond the cores only share them."""
+    return max(1, min(workers, cores or workers))
+
+
+def sweep_wall_hours(rows: list[dict[str, Any]], workers: int, scale: str, cores: int | None = None) -> float:
     """Wall time of a local sweep whose ``workers`` share the runs (longest first), plus the first
-    evaluation's one-off cost: the runs' wall-hours spread over the workers, never less than the longest."""
+    evaluation's one-off cost: the runs' wall-hours spread over the workers that run at once on ``cores``,
+    never less than the longest."""
     runs = [r["wall_hours"] for r in rows]
-    spread = max(sum(runs) / max(1, workers), max(runs, default=0.0))
+    spread = max(sum(runs) / concurrent_workers(workers, cores), max(runs, default=0.0))
     return spread + FIRST_EVAL_EXTRA_SECONDS[scale] / 3600

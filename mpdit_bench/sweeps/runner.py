@@ -78,6 +78,9 @@ def worker_threads(threads: int):
             os.environ["OMP_NUM_THREADS"] = before_env
 
 
+SPAWNED_WORKER = "MPDIT_SWEEP_WORKER"  # set to its number (2, 3, ...) in a worker another worker started
+
+
 def worker_command(experiment: str | Path, scale: str, results_dir: str | Path, seeds: int | None = None,
                    entry: tuple[str, ...] = ENTRY, plugins: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The command of one more local worker on the same sweep: the same experiment file, scale, results
@@ -96,11 +99,13 @@ def worker_environment(threads: int, env: dict[str, str] | None = None) -> dict[
 
 
 def start_workers(count: int, experiment: str | Path, scale: str, results_dir: str | Path, seeds: int | None,
-                  threads: int, plugins: list[str] | tuple[str, ...] = ()) -> list[subprocess.Popen]:
-    """``count`` more local workers on the same sweep, each with ``threads`` CPU threads, output discarded
-    (each run's phases write their own logs)."""
+                  threads: int, plugins: list[str] | tuple[str, ...] = (), quiet: bool = True) -> list[subprocess.Popen]:
+    """``count`` more local workers on the same sweep, each with ``threads`` CPU threads. ``quiet``: their
+    output is discarded (a live view owns the terminal; each run's phases write their own logs); else they
+    print their runs' start and finish lines beside this worker's. Each knows itself by `SPAWNED_WORKER`."""
     cmd, env = worker_command(experiment, scale, results_dir, seeds, plugins=plugins), worker_environment(threads)
-    return [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(count)]
+    return [subprocess.Popen(cmd, env={**env, SPAWNED_WORKER: str(number)},
+                             stdout=subprocess.DEVNULL if quiet else None) for number in range(2, count + 2)]
 
 
 def work_order(runs: list[RunSpec]) -> list[RunSpec]:
@@ -178,10 +183,12 @@ def run_sweep(runs: list[RunSpec], results_dir: str | Path, pipeline: Any | None
                 if not mine or is_done(spec, run_dir, pipeline):  # another worker has it, or just finished it
                     continue
                 progressed = True
-                log(f"{worker}: run {spec.run_id} {spec.label}")
+                log(f"{worker}: started run {spec.run_id} {spec.label}")
+                start = time.time()
                 try:
                     execute_run(spec, run_dir, pipeline, on_phase=lambda name: view() if view else None)
                     finished.append(spec.run_id)
+                    log(f"{worker}: finished run {spec.run_id} {spec.label} in {time.time() - start:.0f} s")
                 except Exception as err:  # noqa: BLE001 - one failed run must not stop the sweep
                     failed[spec.run_id] = f"{type(err).__name__}: {err}"
                     state = load_state(run_dir)
@@ -190,7 +197,7 @@ def run_sweep(runs: list[RunSpec], results_dir: str | Path, pipeline: Any | None
                                                            "error": traceback.format_exc()[-4000:]})
                     state["current"] = None
                     write_json_atomic(run_dir / STATE, state)
-                    log(f"{worker}: run {spec.run_id} failed: {failed[spec.run_id]}")
+                    log(f"{worker}: failed run {spec.run_id} {spec.label}: {failed[spec.run_id]}")
             if view:
                 view()
         if not progressed:
@@ -220,8 +227,9 @@ def status_table(runs: list[RunSpec], results_dir: Path, title: str):
     counts = {k: sum(1 for r in rows if r[1] == k) for k in ("finished", "running", "failed", "waiting")}
     table = Table(title=f"{title}: {counts['finished']} done, {counts['running']} running, "
                         f"{counts['failed']} failed, {counts['waiting']} left of {len(runs)}")
-    for col in ("run", "label", "status", "detail"):
-        table.add_column(col)
+    table.add_column("run", no_wrap=True, min_width=max((len(spec.run_id) for spec in runs), default=3))  # never cut
+    for col in ("label", "status", "detail"):
+        table.add_column(col, overflow="fold")
     colour = {"finished": "green", "running": "yellow", "failed": "red", "waiting": "dim"}
     for spec, status, detail in rows:
         table.add_row(spec.run_id, spec.label, f"[{colour[status]}]{status}[/]", detail)

@@ -14,7 +14,7 @@ from typing import Any, Callable, TypeVar
 from mpdit_bench.config import ConfigError
 from mpdit_bench.evaluation.metric_table import EVALUATED, HELDOUT_LOSS
 from mpdit_bench.sweeps.runspec import RunSpec
-from mpdit_bench.validation import Key, check_section, is_int
+from mpdit_bench.validation import Key, check_section, did_you_mean, is_int
 from mpdit_bench.validation import require as _need
 
 T = TypeVar("T")
@@ -102,6 +102,7 @@ def check_settings(nproc: Any, train: dict[str, Any], sample: dict[str, Any], ev
     def positive_int(v: Any) -> bool:
         return is_int(v) and v > 0
 
+    _check_known_keys(train, sample, source)  # a misspelled key is named before any key it stands for
     _need(positive_int(nproc), "nproc", nproc, "a positive integer (processes for torchrun)", source)
     _need(positive_int(train.get("global_batch")), f"scales.{scale}.train.global_batch", train.get("global_batch"),
           "a positive integer", source)
@@ -121,6 +122,19 @@ def check_settings(nproc: Any, train: dict[str, Any], sample: dict[str, Any], ev
     for name in ev.get("curve_metrics") or []:
         _need(name == HELDOUT_LOSS or name in ev["metrics"], "eval.curve_metrics", name,
               f"{HELDOUT_LOSS} or one of eval.metrics: " + ", ".join(ev["metrics"]), source)
+
+
+def _check_known_keys(train: dict[str, Any], sample: dict[str, Any], source: str) -> None:
+    """Refuse a key that neither the training engine nor the sweep knows, with the closest known one."""
+    from mpdit_bench.engine.run_config import TRAIN_KEYS
+    from mpdit_bench.engine.sampling import SAMPLE_KEYS
+    from mpdit_bench.sweeps.runspec import SWEEP_SAMPLE_KEYS
+
+    for section, given, known in (("train", train, [*TRAIN_KEYS, "epochs", "dataset_size"]),
+                                  ("sample", sample, [*SAMPLE_KEYS, *SWEEP_SAMPLE_KEYS])):
+        for key, value in given.items():
+            _need(key in known, f"{section}.{key}", value,  # the scale's section or a variant's
+                  did_you_mean(key, known) + "one of the keys " + ", ".join(known), source)
 
 
 def check_source_spec(value: str, key: str, source: str) -> None:
