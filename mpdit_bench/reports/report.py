@@ -172,7 +172,9 @@ def _curves_part(name: str, scale: str, exp, configs, primary: str, stem: str, o
             ends = [c.values[-1] for c in curves(recs, metric)]
             if ends:
                 targets[group] = sum(ends) / len(ends)
-    panels = {g: p for g, p in sorted(panels.items(), key=lambda kv: kv[0] == SMOKE_PANEL)}
+    # a panel without a single curve (e.g. smoke runs evaluated only at their end) is left out
+    panels = {g: p for g, p in sorted(panels.items(), key=lambda kv: kv[0] == SMOKE_PANEL)
+              if any(b is not None for _, b in p)}
     path = out_dir / f"{stem}_curves.png"
     curves_plot(panels, targets, metric, path, f"{name} ({scale}): {metric} along training, mean over seeds "
                 "with 95 % band", colours)
