@@ -110,7 +110,7 @@ def test_a_sweep_runs_on_slurm_and_every_run_has_its_record(cluster, tmp_path):
     for run in dirs:
         record = json.loads((run / "record.json").read_text())
         assert record["train"]["final_step"] == 4 and record["metrics"]["fd_fmnist_proxy"] is not None
-        assert set(record["timings"]) == {"count", "train", "heldout", "sample", "evaluate"}
+        assert set(record["timings"]) == {"count", "train", "heldout", "sample", "evaluate", "curve"}
     again = subprocess.run([sys.executable, "-m", "mpdit_bench", "sweep", str(path), "--scale", "cpu", "--results",
                             str(results), "--slurm", "slurm_partition=debug"], env=cluster, capture_output=True,
                            text=True, cwd=tmp_path)

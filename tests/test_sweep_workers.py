@@ -53,9 +53,9 @@ def test_a_local_sweep_starts_its_other_workers_from_its_arguments(monkeypatch, 
     result = CliRunner().invoke(app, ["sweep", "ablation_k", "--scale", "cpu", "--results", str(tmp_path),
                                       "--workers", "2", "--seeds", "2", "--no-live"])
     assert result.exit_code == 0, result.output
-    (count, experiment, scale, results, seeds, threads), options = started[0]
-    assert (count, Path(experiment), scale, results, seeds) == (1, Path("experiments/ablation_k.yaml"), "cpu",
-                                                                 str(tmp_path), 2)
+    (count, experiment, scale, results, seeds, threads, plugins), options = started[0]
+    assert (count, Path(experiment), scale, results, seeds, plugins) == (
+        1, Path("experiments/ablation_k.yaml"), "cpu", str(tmp_path), 2, [])
     assert options == {"quiet": False}  # no live view: the other workers print their runs' lines too
     assert during[0][:2] == (str(threads), threads) and during[0][2] > 0
     assert "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() == threads_before
