@@ -67,6 +67,14 @@ def write_all(results: Path, exp_dir: Path, name: str = "sect", sweep_dir: str =
     return specs
 
 
+def report_of_hand_made_records(tmp_path: Path) -> str:
+    """The markdown report of the experiment and records this file writes."""
+    exp_dir = write_experiment(tmp_path)
+    write_all(tmp_path / "results", exp_dir)
+    write_reports(tmp_path / "results", tmp_path / "out", experiments_dir=exp_dir)
+    return (tmp_path / "out" / "sect_cpu.md").read_text()
+
+
 def test_conclusions_state_the_power_of_a_null_result():
     """A "no detectable difference" sentence carries the detectable difference and the seeds the paper's
     difference would need; a decided one carries its difference and interval."""
@@ -84,10 +92,7 @@ def test_conclusions_state_the_power_of_a_null_result():
 
 
 def test_smoke_runs_are_never_compared_and_one_seed_gets_no_verdict(tmp_path):
-    exp_dir = write_experiment(tmp_path)
-    write_all(tmp_path / "results", exp_dir)
-    write_reports(tmp_path / "results", tmp_path / "out", experiments_dir=exp_dir)
-    md = (tmp_path / "out" / "sect_cpu.md").read_text()
+    md = report_of_hand_made_records(tmp_path)
     verdicts = md.split("## Verdicts against the reference")[1].split("\n## ")[0]
     rows = [line for line in verdicts.splitlines() if line.startswith("| ") and not line.startswith("| configuration")]
     assert rows and not any("xl smoke" in r for r in rows) and not any(r.startswith("| iso ") for r in rows)
@@ -165,10 +170,7 @@ def test_holm_adjusts_the_secondary_metrics_only_and_says_so(tmp_path):
 
 
 def test_compute_to_target_reports_a_censored_configuration_as_more_than(tmp_path):
-    exp_dir = write_experiment(tmp_path)
-    write_all(tmp_path / "results", exp_dir)
-    write_reports(tmp_path / "results", tmp_path / "out", experiments_dir=exp_dir)
-    md = (tmp_path / "out" / "sect_cpu.md").read_text()
+    md = report_of_hand_made_records(tmp_path)
     section = md.split("## Compute to target")[1].split("\n## ")[0]
     rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
     last = f"{STEPS[-1] * FLOPS_PER_STEP / 1e12:.3g} TFLOP"
