@@ -55,6 +55,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+def flatten_keys(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to dotted keys: {train: {lr: 1}} -> {"train.lr": 1} (an empty mapping stays a value)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_keys(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
 _SCI = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -77,4 +89,4 @@ def check_section(given: Any, keys: Mapping[str, Key], source: str | None, secti
     return {key: out[key] if key in out else copy.deepcopy(spec.default) for key, spec in keys.items()}
 
 
-__all__ = ["ConfigError", "Key", "check_section", "did_you_mean", "is_bool", "is_int", "is_num", "optional", "require"]
+__all__ = ["ConfigError", "Key", "check_section", "did_you_mean", "flatten_keys", "is_bool", "is_int", "is_num", "optional", "require"]

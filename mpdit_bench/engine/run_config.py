@@ -13,7 +13,7 @@ from mpdit_bench import plugins
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.engine.sampling import check_cfg_scale, check_options
-from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
+from mpdit_bench.validation import Key, check_section, flatten_keys, is_bool, is_int, is_num, optional
 
 SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample", "plugins")
 DATASETS = ("fashion-mnist", "latents")
@@ -230,25 +230,17 @@ class ResumeError(ConfigError):
                             "Use a new --out, or --set train.resume=false to start this run over.")
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
 
 def resume_changes(saved_run: dict[str, Any], saved_model: dict[str, Any] | None, run: dict[str, Any],
                    model: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(key, value in the checkpoint, value now) of every setting a resume may not change."""
     keep = {f"train.{k}" for k in RESUMABLE_TRAIN_KEYS}
     # the run config's model_config section is compared below as the resolved model config, key by key
-    before = {k: v for k, v in _flat({**saved_run, "model_config": None}).items() if k not in keep}
-    after = {k: v for k, v in _flat({**run, "model_config": None}).items() if k not in keep}
+    before = {k: v for k, v in flatten_keys({**saved_run, "model_config": None}).items() if k not in keep}
+    after = {k: v for k, v in flatten_keys({**run, "model_config": None}).items() if k not in keep}
     if saved_model is not None:
-        before.update(_flat(saved_model, "model_config."))
-        after.update(_flat(model, "model_config."))
+        before.update(flatten_keys(saved_model, "model_config."))
+        after.update(flatten_keys(model, "model_config."))
     for key, value in list(after.items()):  # a key newer than the checkpoint: it trained with the default
         name = key.removeprefix("train.")
         if key not in before and key.startswith("train.") and name in TRAIN_KEYS and value == TRAIN_KEYS[name].default:

@@ -17,6 +17,7 @@ from scipy import stats
 
 from mpdit_bench.evaluation.metric_table import HELDOUT_LOSS, higher_is_better
 from mpdit_bench.reports.compute_to_target import ComputeToTarget, compute_to_target, value_at
+from mpdit_bench.sweeps.records import curve_points
 
 GRID_POINTS = 60
 HARDWARE_KEYS = ("machine", "cpus", "gpus")  # what makes wall seconds comparable; the host name does not
@@ -32,15 +33,10 @@ class Curve:
     wall: Optional[np.ndarray]  # wall seconds at each point; None when a point lacks it
 
 
-def eval_points(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The record's evaluation points (a training-loss log under the same key has no ``metrics``)."""
-    return [p for p in record.get("curve") or [] if isinstance(p, dict) and isinstance(p.get("metrics"), dict)]
-
-
 def curve_of(record: dict[str, Any], metric: str) -> Optional[Curve]:
     """The record's curve of ``metric``: points with a value and a compute, strictly increasing in compute."""
     flops, values, wall = [], [], []
-    for p in eval_points(record):
+    for p in curve_points(record):
         value, x = p["metrics"].get(metric), p.get("train_flops")
         if value is None or x is None or (isinstance(value, float) and math.isnan(value)):
             continue

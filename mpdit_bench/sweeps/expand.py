@@ -22,6 +22,7 @@ from mpdit_bench.sweeps.cpu_scale import cpu_scaled, run_resolution
 from mpdit_bench.sweeps.references import check_references
 from mpdit_bench.sweeps.runspec import SCALES, RunSpec, run_id
 from mpdit_bench.sweeps.settings import check_run, check_settings, checked, looked_up, parse_seeds
+from mpdit_bench.validation import flatten_keys
 from mpdit_bench.validation import require as _need
 
 if TYPE_CHECKING:
@@ -54,20 +55,9 @@ def parse_axes(axes: Any, source: str) -> list[dict[str, Any]]:
         else:
             _need(isinstance(body, list) and all(isinstance(v, dict) for v in body), f"axes[{i}].variants",
                   body, "a list of mappings of overrides", source)
-            points += [_flatten(v) for v in body]
+            points += [flatten_keys(v) for v in body]
     return points or [{}]
 
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to dotted keys: {train: {lr: 1}} -> {"train.lr": 1}."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
 
 
 def _set(target: dict[str, Any], dotted: str, value: Any) -> None:

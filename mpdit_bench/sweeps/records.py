@@ -116,8 +116,9 @@ def training_log(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def curve_points(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The evaluated points along training of a record ([] for records before version 3)."""
-    return (record.get("curve") or []) if "training_log" in record else []
+    """The evaluated points along training of a record: the ``curve`` entries with ``metrics`` (before
+    version 3, ``curve`` held the training-loss rows, which have none)."""
+    return [p for p in record.get("curve") or [] if isinstance(p, dict) and isinstance(p.get("metrics"), dict)]
 
 
 def recorded_curve_steps(record: dict[str, Any]) -> set[int]:
