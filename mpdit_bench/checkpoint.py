@@ -80,4 +80,14 @@ def load_plugins(ckpt: dict[str, Any], path: str | Path) -> None:
                      "run_config.plugins", str(path))
 
 
-__all__ = ["CheckpointError", "FORMAT", "load", "load_plugins", "rng_state", "save_atomic", "set_rng_state"]
+def weight_mismatch(weights: Any, expected: dict[str, tuple[int, ...]]) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, "key (found) vs (expected)" for shapes) of ``weights`` against the
+    ``expected`` key -> shape table of a model; three empty lists when they fit."""
+    missing, unexpected = sorted(expected.keys() - weights.keys()), sorted(weights.keys() - expected.keys())
+    reshaped = sorted(f"{k} {tuple(weights[k].shape)} vs {shape}" for k, shape in expected.items()
+                      if k in weights and tuple(weights[k].shape) != shape)
+    return missing, unexpected, reshaped
+
+
+__all__ = ["CheckpointError", "FORMAT", "load", "load_plugins", "rng_state", "save_atomic", "set_rng_state",
+           "weight_mismatch"]

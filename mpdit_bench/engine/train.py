@@ -134,10 +134,8 @@ def init_weights_from(path: str, model: torch.nn.Module, ema: torch.nn.Module, m
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
     """``load_state_dict`` that refuses weights of another architecture in a few lines, not torch's hundred."""
-    own = model.state_dict()
-    missing, unexpected = sorted(own.keys() - weights.keys()), sorted(weights.keys() - own.keys())
-    resized = [f"{k} {tuple(weights[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-               if k in weights and weights[k].shape != v.shape]
+    missing, unexpected, resized = checkpoint.weight_mismatch(
+        weights, {k: tuple(v.shape) for k, v in model.state_dict().items()})
     if missing or unexpected or resized:
         parts = [f"{len(items)} {what}, e.g. {', '.join(items[:3])}"
                  for what, items in (("missing", missing), ("unexpected", unexpected),

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import torch
 
 from mpdit_bench.config import ModelConfig
-from mpdit_bench.checkpoint import CheckpointError
+from mpdit_bench.checkpoint import CheckpointError, weight_mismatch
 
 # Widths whose head count every published DiT-family model shares (DiT, SiT, PPFlow, MPDiT: S, B, L, XL);
 # other widths need the head count given (``num_heads``), since attention weights do not show it.
@@ -96,12 +96,9 @@ def heads_for(width: int, num_heads: int | None, expect_cfg: ModelConfig | None,
 def check_tensors(path: str | Path, state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]],
                   what: str) -> None:
     """Refuse unless ``state`` has exactly the ``expected`` keys with those shapes (all problems listed)."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
-                      for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    missing, unexpected, reshaped = weight_mismatch(state, {k: tuple(v) for k, v in expected.items()})
     problems = [f"missing keys {missing}" if missing else "", f"unexpected keys {unexpected}" if unexpected else "",
-                f"tensors of the wrong shape: {reshaped}" if reshaped else ""]
+                f"tensors of the wrong shape (found vs expected): {reshaped}" if reshaped else ""]
     problems = [p for p in problems if p]
     if problems:
         raise ImportRefused(path, f"{what} does not match the architecture read from its tensors: "
