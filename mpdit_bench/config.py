@@ -52,6 +52,9 @@ class ModelConfig:
     # the suite's t (0 data, 1 noise), strictly decreasing: stage s holds b_s <= t < b_(s-1).
     time_patch_sizes: tuple[str, ...] = ()
     time_boundaries: tuple[float, ...] = ()
+    # the per-stage level embedding of a schedule model: "zero" (a model converted from one without a schedule
+    # starts as that model) or "normal" N(0, 0.02) as PPFlow, which also keeps it when adapting a SiT
+    level_embed_init: str = "zero"
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -106,7 +109,7 @@ KEY_GENERATIONS: dict[str, int] = {
                      "in_channels", "num_classes", "input_size"), 0),
     "time_patch_sizes": 1, "time_boundaries": 1,
     "upsample_refine": 2, "upsample_refine_ratio": 2,
-    "time_embed_scale": 3, "fno_init": 3,
+    "time_embed_scale": 3, "fno_init": 3, "level_embed_init": 3,
 }
 CONFIG_HASH_GENERATION = 0
 RUN_ID_GENERATION = 1
@@ -118,6 +121,8 @@ def identity_values(values: Mapping[str, Any], generation: int) -> dict[str, Any
     return {key: value for key, value in values.items()
             if not (KEY_GENERATIONS[key] > generation and value == defaults[key])}
 FNO_INITS = ("fno", "authors")
+LEVEL_EMBED_INITS = ("zero", "normal")
+INIT_KEYS = ("fno_init", "level_embed_init")  # how untrained weights are drawn; not the function a model computes
 
 
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:
@@ -147,6 +152,7 @@ _FIELD_KINDS: dict[str, str] = {
     "class_tokens": "int",
     "modulation": "str", "learn_sigma": "bool", "in_channels": "int", "num_classes": "int",
     "input_size": "int", "time_patch_sizes": "patch_shape_list", "time_boundaries": "float_list",
+    "level_embed_init": "str",
 }
 _KINDS: dict[str, tuple[Any, str]] = {  # kind: (check, allowed)
     "int": (is_int, "an integer"),
@@ -250,9 +256,14 @@ def _validate_time_schedule(cfg: ModelConfig, fail) -> None:
     """PPFlow's schedule: shapes coarse first, ending at the first level's patch; boundaries decreasing in (0, 1)."""
     shapes = [parse_patch_shape(s) for s in cfg.time_patch_sizes]
     bounds = cfg.time_boundaries
+    if cfg.level_embed_init not in LEVEL_EMBED_INITS:
+        fail("level_embed_init", ", ".join(LEVEL_EMBED_INITS) + " (zero: the suite's; normal: N(0, 0.02), PPFlow's)")
     if not shapes:
         if bounds:
             fail("time_boundaries", "empty when time_patch_sizes is empty (no patch schedule)")
+        if cfg.level_embed_init != "zero":
+            fail("level_embed_init", "zero (the default) in a model without time_patch_sizes: only a patch "
+                                     "schedule has a level embedding")
         return
     base = cfg.patch_sizes[0]
     if len(shapes) < 2:
@@ -317,5 +328,5 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
+__all__ = ["ConfigError", "INIT_KEYS", "LEVEL_EMBED_INITS", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
            "patch_shape_name"]

@@ -89,12 +89,20 @@ def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint witho
                                                                 "e.g. 0.5 or 0.5,0.25; default PPFlow's"),
             model: Optional[str] = typer.Option(None, "--model", "-m", help="Source preset, when the checkpoint "
                                                                             "has no model_config"),
+            level_embed_init: str = typer.Option("zero", "--level-embed-init",
+                                                 help="zero (the fine stage reproduces the source) or normal "
+                                                      "(N(0, 0.02), PPFlow's)"),
+            seed: int = typer.Option(0, "--seed", help="Seed of a normal level embedding"),
             overrides: Optional[list[str]] = SetOption, plugins: Optional[list[str]] = PluginOption) -> None:
     """Initialise a PPFlow model from a trained one: patchify average, unpatchify copy, blocks copied."""
+    from mpdit_bench.config import LEVEL_EMBED_INITS
+
     if to != "ppflow":
         fail(f"--to {to!r} is invalid; allowed: ppflow")
     if levels not in (2, 3):
         fail(f"--levels {levels} is invalid; allowed: 2, 3")
+    if level_embed_init not in LEVEL_EMBED_INITS:
+        fail(f"--level-embed-init {level_embed_init!r} is invalid; allowed: {', '.join(LEVEL_EMBED_INITS)}")
     from mpdit_bench.ppflow.convert import convert_checkpoint
 
     bounds = None
@@ -105,7 +113,8 @@ def convert(checkpoint: str = typer.Argument(..., help="Trained checkpoint witho
             fail(f"--boundaries {boundaries!r} is invalid; allowed: numbers in (0, 1), comma separated")
     try:
         with console.status(f"converting {checkpoint}"):
-            result = convert_checkpoint(checkpoint, out, levels, model, parse_set(overrides or []), bounds)
+            result = convert_checkpoint(checkpoint, out, levels, model, parse_set(overrides or []), bounds,
+                                        level_embed_init, seed)
     except ConfigError as err:
         fail(str(err))
     cfg = result["model_config"]

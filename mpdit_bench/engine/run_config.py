@@ -63,11 +63,12 @@ TRAIN_KEYS: dict[str, Key] = {
                              "coarse first, e.g. [0.5, 0.25, 0.25]"),
     "packing": Key(False, is_bool, "true or false (Patch n' Pack, one-level PPFlow models)"),
     "init_from": Key(None, optional(lambda v: isinstance(v, str)),
-                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0 (convert's output); "
-                     "with train.steps 0 and init_source also 'random' (a random checkpoint in that format, CPU smokes)"),
+                     "null or a checkpoint whose model (+ EMA) weights start the run at step 0: the run's model, "
+                     "or the run's model without its patch schedule (converted as PPFlow's start from SiT); with "
+                     "init_source also 'random' (a random checkpoint in that format, CPU smokes)"),
     "init_source": Key(None, optional(lambda v: v in INIT_SOURCES),
-                       "null (init_from is a suite checkpoint) or the format init_from is in, imported first "
-                       "with train.steps 0: " + ", ".join(INIT_SOURCES)),
+                       "null (init_from is a suite checkpoint) or the format init_from is in, imported first: "
+                       + ", ".join(INIT_SOURCES)),
 }
 DATA_KEYS: dict[str, Key] = {
     "name": Key("fashion-mnist", lambda v: v in DATASETS, ", ".join(DATASETS)),
@@ -147,15 +148,15 @@ def _resolved_model_config(preset: str, given: Any, overrides: dict[str, Any], s
 
 
 def _check_start_keys(tc: dict[str, Any], source: str) -> None:
-    """train.steps 0 starts from train.init_from; init_source and 'random' belong to such runs only."""
+    """train.steps 0 needs train.init_from; init_source names its format, which "random" needs."""
     if tc["steps"] == 0 and not tc["init_from"]:
         raise ConfigError("train.init_from", None, "a checkpoint to sample: train.steps is 0 (no training)", source)
-    if tc["init_source"] is not None and tc["steps"] != 0:
-        raise ConfigError("train.init_source", tc["init_source"], "null: a source's format is read by runs of "
-                          "train.steps 0; import it first (`mpdit-bench import`) to train from it", source)
-    if tc["init_from"] == "random" and (tc["steps"] != 0 or tc["init_source"] is None):
-        raise ConfigError("train.init_from", "random", "a checkpoint path; 'random' needs train.steps 0 and "
-                          "train.init_source", source)
+    if tc["init_source"] is not None and not tc["init_from"]:
+        raise ConfigError("train.init_source", tc["init_source"], "null: it names the format of train.init_from, "
+                          "which is not set", source)
+    if tc["init_from"] == "random" and tc["init_source"] is None:
+        raise ConfigError("train.init_from", "random", "a checkpoint path; 'random' needs train.init_source (the "
+                          "format of the random checkpoint)", source)
 
 
 def _check_schedule_keys(tc: dict[str, Any], mcfg: ModelConfig, source: str) -> None:

@@ -117,19 +117,16 @@ def stage_times(mcfg: ModelConfig, proportions: list[float] | None) -> Callable 
     return times
 
 
-def init_weights_from(path: str, model: torch.nn.Module, ema: torch.nn.Module, mcfg: ModelConfig) -> None:
-    """Model and EMA weights of the checkpoint at ``path`` (weights_only=True); its model config must be
-    the run's. A checkpoint without "ema" starts the EMA at the model weights."""
-    state = checkpoint.load(path)
-    theirs = ModelConfig.from_dict(state["model_config"], source=f"{path} model_config").to_dict()
-    ours = mcfg.to_dict()
-    differ = {k: theirs[k] for k in ours if theirs[k] != ours[k]}
-    if differ:
-        ours = {k: ours[k] for k in differ}
-        raise ConfigError("train.init_from", path, f"a checkpoint of the run's model; it has {differ} where the "
-                                                   f"run has {ours} (set model / model_overrides to match)")
+def init_weights_from(tc: dict[str, Any], model: torch.nn.Module, ema: torch.nn.Module, mcfg: ModelConfig,
+                      run_dir: Path) -> dict[str, Any]:
+    """Model and EMA weights of ``train.init_from`` (imported and converted as ``imports.start`` says);
+    a checkpoint without "ema" starts the EMA at the model weights. Returns the starting checkpoint."""
+    from mpdit_bench.imports.start import starting_point
+
+    state = starting_point(tc, mcfg, run_dir)
     model.load_state_dict(state["model"])
     ema.load_state_dict(state.get("ema", state["model"]))
+    return state
 
 
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -164,8 +161,9 @@ def warn_frozen_ema(tc: dict[str, Any]) -> None:
     """A constant decay of 0.9999 over a few hundred steps leaves the EMA, which sampling uses, at init."""
     init_share = tc["ema_decay"] ** tc["steps"]
     if not tc["ema_warmup"] and init_share > 0.5:
+        start = f"the weights of {tc['init_from']}" if tc["init_from"] else "the random init"
         warnings.warn(f"train.ema_decay={tc['ema_decay']} over train.steps={tc['steps']} leaves "
-                      f"{init_share:.0%} of the random init in the EMA weights that sampling uses; "
+                      f"{init_share:.0%} of {start} in the EMA weights that sampling uses; "
                       f"set train.ema_warmup: true or a smaller ema_decay", stacklevel=2)
 
 
@@ -344,7 +342,13 @@ class Trainer:
             if self.info.is_main:  # a requeued or resubmitted job's log says where it picked up
                 print(f"resumed from {self.last_path} at step {self.position.step}", flush=True)
         elif tc["init_from"]:
-            init_weights_from(tc["init_from"], self.model, self.ema, self.mcfg)
+            start = init_weights_from(tc, self.model, self.ema, self.mcfg, self.out)
+            if self.info.is_main:
+                how = [f"imported from {tc['init_source']}'s format"] if tc["init_source"] else []
+                if "converted_from" in start:
+                    how.append(f"converted to {len(self.mcfg.time_patch_sizes)} stages (level embedding "
+                               f"{self.mcfg.level_embed_init})")
+                print(f"starting from {tc['init_from']}{' (' + ', '.join(how) + ')' if how else ''}", flush=True)
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             recorded = {**self.run_cfg, "model_config": self.mcfg.to_dict()}  # the resolved config travels with the run

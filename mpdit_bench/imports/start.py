@@ -1,9 +1,13 @@
-"""A run that does not train (``train.steps: 0``): its checkpoint is ``train.init_from`` as it is, imported
-first when ``train.init_source`` names the source's format, so that the sample and evaluate phases take a
-released model like a trained one.
+"""Where a run starts: ``train.init_from``, imported first when ``train.init_source`` names the source's
+format, and converted to the run's patch schedule when it is the run's model without one (PPFlow's start:
+a PPF-XL-2 run from SiT-XL/2's released file, as PPFlow's ``--initialize_from``).
 
-``init_from: random`` (with ``init_source``) writes a randomly initialised checkpoint of the run's model in
-that source's format into the run directory first: the CPU smoke of the released-checkpoint path.
+A run that trains fine-tunes these weights from step 0. A run that does not (``train.steps: 0``) takes the
+start as its checkpoint, so that the sample and evaluate phases take a released model like a trained one.
+
+``init_from: random`` (with ``init_source``) writes a randomly initialised checkpoint of the run's model (of
+the model it is converted from, for a format without stages) in that source's format into the run
+directory first: the CPU smoke of the same path.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from mpdit_bench import checkpoint
-from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.config import INIT_KEYS, ConfigError, ModelConfig
 from mpdit_bench.files import write_text_atomic
-from mpdit_bench.imports.common import ARCHITECTURE_KEYS
 
 RANDOM = "random"  # init_from value: a random checkpoint in init_source's format, written at run time
+SCHEDULE_FORMATS = ("ppflow",)  # source formats whose networks have stages
 
 
 def source_file(tc: dict[str, Any], cfg: ModelConfig, run_dir: Path) -> Path:
@@ -26,25 +30,55 @@ def source_file(tc: dict[str, Any], cfg: ModelConfig, run_dir: Path) -> Path:
     if tc["init_from"] != RANDOM:
         return Path(tc["init_from"])
     from mpdit_bench.imports.export import write_source_checkpoint
+    from mpdit_bench.ppflow.convert import schedule_removed
 
-    return write_source_checkpoint(cfg, tc["init_source"], run_dir / f"random_{tc['init_source']}.pt",
+    model = cfg if tc["init_source"] in SCHEDULE_FORMATS or not cfg.time_patch_sizes else schedule_removed(cfg)
+    return write_source_checkpoint(model, tc["init_source"], run_dir / f"random_{tc['init_source']}.pt",
                                    seed=tc["seed"])
 
 
-def start_checkpoint(run_cfg: dict[str, Any], cfg: ModelConfig, run_dir: Path) -> dict[str, Any]:
-    """The suite checkpoint of ``train.init_from``, checked to be the run's model, carrying the run's config:
-    the run's sampling keys over those the import found (the source's guidance)."""
+def function_differences(have: dict[str, Any], cfg: ModelConfig) -> dict[str, Any]:
+    """Keys (other than how untrained weights are drawn) where a checkpoint's config is not ``cfg``."""
+    want = cfg.to_dict()
+    return {k: have.get(k) for k in want if k not in INIT_KEYS and have.get(k) != want[k]}
+
+
+def starting_point(tc: dict[str, Any], cfg: ModelConfig, run_dir: Path) -> dict[str, Any]:
+    """The suite checkpoint (model, ema, model_config, ...) of ``train.init_from`` for a run of ``cfg``:
+    imported from ``train.init_source``'s format, and converted to ``cfg``'s patch schedule when it is
+    ``cfg``'s model without one (the level embedding drawn with ``train.seed``)."""
     from mpdit_bench.imports.importer import import_checkpoint
 
-    tc = run_cfg["train"]
     path = source_file(tc, cfg, run_dir)
     ckpt = (import_checkpoint(path, tc["init_source"], num_heads=cfg.num_heads) if tc["init_source"]
             else checkpoint.load(path))
     have = ckpt["model_config"]
-    differ = {k: have.get(k) for k in ARCHITECTURE_KEYS + ("time_embed_scale",) if have.get(k) != cfg.to_dict()[k]}
+    if cfg.time_patch_sizes and not have.get("time_patch_sizes"):
+        from mpdit_bench.ppflow.convert import convert_isotropic_to_ppflow, schedule_removed
+
+        base = schedule_removed(cfg)
+        differ = function_differences(have, base)
+        if differ:
+            raise ConfigError("train.init_from", str(path), f"the run's model without its patch schedule, to "
+                              f"convert to it; it has {differ} where that model has "
+                              f"{ {k: base.to_dict()[k] for k in differ} }")
+        for key in ("model", "ema"):
+            if isinstance(ckpt.get(key), dict):
+                ckpt[key] = convert_isotropic_to_ppflow(ckpt[key], cfg, seed=tc["seed"])
+        ckpt["converted_from"] = {"path": str(path), "to": "ppflow", "levels": len(cfg.time_patch_sizes),
+                                  "level_embed_init": cfg.level_embed_init}
+        ckpt["model_config"] = have = cfg.to_dict()
+    differ = function_differences(have, cfg)
     if differ:
         raise ConfigError("train.init_from", str(path), f"a checkpoint of the run's model; it has {differ} where the "
-                          f"run has { {k: cfg.to_dict()[k] for k in differ} }")
+                          f"run has { {k: cfg.to_dict()[k] for k in differ} } (set model / model_overrides to match)")
+    return ckpt
+
+
+def start_checkpoint(run_cfg: dict[str, Any], cfg: ModelConfig, run_dir: Path) -> dict[str, Any]:
+    """The starting point as the checkpoint of a run that does not train, carrying the run's config: the
+    run's sampling keys over those the import found (the source's guidance)."""
+    ckpt = starting_point(run_cfg["train"], cfg, run_dir)
     imported_sample = (ckpt.get("run_config") or {}).get("sample") or {}
     ckpt["run_config"] = {**run_cfg, "sample": {**imported_sample, **run_cfg.get("sample", {})}}
     if run_cfg["data"]["name"] != "latents":  # a smoke model on images: what it generates is the run's data
@@ -66,4 +100,4 @@ def start_without_training(run_cfg: dict[str, Any], cfg: ModelConfig, out_dir: s
     return summary
 
 
-__all__ = ["RANDOM", "start_checkpoint", "start_without_training"]
+__all__ = ["RANDOM", "function_differences", "start_checkpoint", "start_without_training", "starting_point"]

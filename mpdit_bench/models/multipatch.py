@@ -10,7 +10,7 @@ inside the same forward: the first level's embedding, the upsample out of the fi
 levels) and the output head (one level). The least noisy stage uses the base modules (same names, same
 state-dict keys), so an isotropic or MPDiT checkpoint loads into a schedule model as its finest stage;
 the coarser stages add ``stage_patchify``, ``stage_pos_embed``, ``stage_finals`` or ``stage_upsamples``
-and a zero-initialised ``level_embed`` added to the conditioning (c = t + level + y).
+and a ``level_embed`` added to the conditioning (c = t + level + y), zero or N(0, 0.02) (``level_embed_init``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mpdit_bench.components.upsample import build_upsample
 from mpdit_bench.config import ModelConfig
 from mpdit_bench.models.blocks import FinalLayer, TransformerBlock, init_linear_xavier
 from mpdit_bench.components.embeddings import PatchEmbed, SkipEmbed, frozen_pos_embed, unpatchify
-from mpdit_bench.ppflow.modules import SpaceToDepthPatchEmbed, depth_to_space
+from mpdit_bench.ppflow.modules import SpaceToDepthPatchEmbed, depth_to_space, init_level_embed
 from mpdit_bench.ppflow.schedule import PatchSchedule
 
 
@@ -87,8 +87,8 @@ class MultiPatchDiT(nn.Module):
         for final in [self.final, *getattr(self, "stage_finals", ())]:  # zero output, as DiT's final layer
             nn.init.zeros_(final.linear.weight)
             nn.init.zeros_(final.linear.bias)
-        if self.level_embed is not None:  # zero: a converted model starts as the source model
-            nn.init.zeros_(self.level_embed.weight)
+        if self.level_embed is not None:
+            init_level_embed(self.level_embed.weight, self.cfg.level_embed_init)
 
     # ---- geometry: the first level's grid at a stage ----------------------------------------------------
     def stage_grid(self, stage: int) -> tuple[int, int]:

@@ -8,7 +8,9 @@ The coarser stages get, following PPFlow:
   i.e. the source prediction upsampled by nearest neighbour;
 - for the MPDiT coarse path (several levels, our combination), the stage's linear upsample block repeats
   the source's f x f expansion over the larger F x F block (each sub-block expands as the source did);
-- the level embedding zero, so that the fine stage reproduces the source model exactly.
+- the level embedding as ``level_embed_init`` says: zero (the suite's default), so that the fine stage
+  reproduces the source model exactly, or N(0, 0.02) as PPFlow's ``--initialize_from`` leaves it (the same
+  draw, from ``seed``, for the model and its EMA).
 
 Checkpoints: the suite's format (mpdit_bench.checkpoint: "format", "step", "model", "ema", "model_config",
 "run_config", "data_info"), read with ``torch.load(weights_only=True)``; a foreign dict with the state dict
@@ -29,6 +31,7 @@ from mpdit_bench import checkpoint
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.models import build_model, model_config
 from mpdit_bench.components.embeddings import frozen_pos_embed
+from mpdit_bench.ppflow.modules import init_level_embed
 from mpdit_bench.ppflow.schedule import PatchSchedule, default_schedule
 
 STAGE_PREFIXES = ("stage_patchify.", "stage_pos_embed.", "stage_finals.", "stage_upsamples.", "level_embed.")
@@ -61,13 +64,19 @@ def _tile_upsample(tensor: torch.Tensor, dim: int, f: int, r: int) -> torch.Tens
     return rows.reshape(dim * f * f * r * r, *tensor.shape[1:])
 
 
-def convert_isotropic_to_ppflow(source: nn.Module | Mapping[str, torch.Tensor], ppflow_cfg: ModelConfig
-                                ) -> dict[str, torch.Tensor]:
+def schedule_removed(cfg: ModelConfig) -> ModelConfig:
+    """The model a schedule model is converted from: ``cfg`` without its stages."""
+    return cfg.replace(source="ppflow conversion", time_patch_sizes=[], time_boundaries=[], level_embed_init="zero")
+
+
+def convert_isotropic_to_ppflow(source: nn.Module | Mapping[str, torch.Tensor], ppflow_cfg: ModelConfig,
+                                seed: int = 0) -> dict[str, torch.Tensor]:
     """State dict of a MultiPatchDiT(``ppflow_cfg``) initialised from ``source`` (a model without a
-    schedule, or its state dict), the source being ``ppflow_cfg`` with the schedule removed."""
+    schedule, or its state dict), the source being ``ppflow_cfg`` with the schedule removed; ``seed`` draws
+    a "normal" level embedding."""
     if not ppflow_cfg.time_patch_sizes:
         raise ConfigError("time_patch_sizes", [], "a patch schedule in the target config")
-    base_cfg = ppflow_cfg.replace(source="ppflow conversion", time_patch_sizes=[], time_boundaries=[])
+    base_cfg = schedule_removed(ppflow_cfg)
     if isinstance(source, nn.Module):
         if getattr(source, "cfg", base_cfg) != base_cfg:
             raise ConfigError("model_config", source.cfg.to_dict(),
@@ -102,7 +111,8 @@ def convert_isotropic_to_ppflow(source: nn.Module | Mapping[str, torch.Tensor], 
                 out[f"stage_finals.{s}.linear.{part}"] = _copy_unpatchify(src[f"final.linear.{part}"], p, C_out, k)
         else:
             out.update(_stage_upsample(src, ppflow_cfg, s, fh))
-    out["level_embed.weight"] = torch.zeros(sched.num_stages, D)
+    out["level_embed.weight"] = init_level_embed(torch.empty(sched.num_stages, D), ppflow_cfg.level_embed_init,
+                                                 torch.Generator().manual_seed(seed))
     missing = sorted(set(expected) - set(out))
     if missing:
         raise ConfigError("model", missing, "keys the conversion knows how to fill (internal error)")
@@ -151,22 +161,23 @@ def load_source(path: str | Path, model: str | None = None, overrides: Mapping[s
 
 def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model: str | None = None,
                        overrides: Mapping[str, Any] | None = None,
-                       boundaries: list[float] | None = None) -> dict[str, Any]:
+                       boundaries: list[float] | None = None, level_embed_init: str = "zero",
+                       seed: int = 0) -> dict[str, Any]:
     """Convert the checkpoint at ``path`` ("model" and, when present, "ema") and write ``out`` atomically.
 
     The result is a starting point for fine-tuning: step 0, no optimizer or RNG state."""
     ckpt, source_cfg = load_source(path, model, overrides)
     extra = {} if boundaries is None else {"time_boundaries": boundaries}
-    cfg = ppflow_config(source_cfg, levels, **extra)
+    cfg = ppflow_config(source_cfg, levels, level_embed_init=level_embed_init, **extra)
     new: dict[str, Any] = {
         "format": checkpoint.FORMAT, "step": 0, "epoch": 0, "batch_in_epoch": 0,
-        "model": convert_isotropic_to_ppflow(ckpt["model"], cfg),
+        "model": convert_isotropic_to_ppflow(ckpt["model"], cfg, seed),
         "model_config": cfg.to_dict(),
         "converted_from": {"path": str(path), "step": ckpt.get("step"), "config_hash": source_cfg.config_hash(),
                            "to": "ppflow", "levels": levels},
     }
     if isinstance(ckpt.get("ema"), dict):
-        new["ema"] = convert_isotropic_to_ppflow(ckpt["ema"], cfg)
+        new["ema"] = convert_isotropic_to_ppflow(ckpt["ema"], cfg, seed)
     for key in ("data_info",):
         if key in ckpt:
             new[key] = ckpt[key]
@@ -175,6 +186,8 @@ def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model
         run["model_overrides"] = {**(run.get("model_overrides") or {}),
                                   "time_patch_sizes": list(cfg.time_patch_sizes),
                                   "time_boundaries": list(cfg.time_boundaries)}
+        if cfg.level_embed_init != "zero":
+            run["model_overrides"]["level_embed_init"] = cfg.level_embed_init
         new["run_config"] = run
     out = checkpoint.save_atomic(new, out)
     return {"out": str(out), "model_config": cfg.to_dict(), "config_hash": cfg.config_hash(),
@@ -182,4 +195,4 @@ def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model
 
 
 __all__ = ["convert_isotropic_to_ppflow", "convert_checkpoint", "ppflow_config", "default_schedule",
-           "load_source"]
+           "load_source", "schedule_removed"]

@@ -25,6 +25,17 @@ class SpaceToDepthPatchEmbed(nn.Module):
         return self.embed.flops(tokens)
 
 
+def init_level_embed(weight: torch.Tensor, how: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The level embedding (stages, D) in place: "zero", or "normal" N(0, 0.02) as PPFlow's (its value
+    whether the model is trained from scratch or adapted from a model without stages)."""
+    with torch.no_grad():
+        if how != "normal":
+            return weight.zero_()
+        if generator is None:
+            return nn.init.normal_(weight, std=0.02)
+        return weight.copy_(torch.randn(weight.shape, generator=generator) * 0.02)
+
+
 def space_to_depth(x: torch.Tensor, fh: int, fw: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C fh fw, H/fh, W/fw); channel c * fh * fw + i * fw + j holds the (i, j) sub-pixel
     (for fh = fw this is F.pixel_unshuffle)."""
@@ -40,4 +51,4 @@ def depth_to_space(x: torch.Tensor, fh: int, fw: int) -> torch.Tensor:
     return x.reshape(B, Ck // (fh * fw), h * fh, w * fw)
 
 
-__all__ = ["SpaceToDepthPatchEmbed", "space_to_depth", "depth_to_space"]
+__all__ = ["SpaceToDepthPatchEmbed", "init_level_embed", "space_to_depth", "depth_to_space"]
