@@ -123,6 +123,8 @@ def identity_values(values: Mapping[str, Any], generation: int) -> dict[str, Any
 FNO_INITS = ("fno", "authors")
 LEVEL_EMBED_INITS = ("zero", "normal")
 INIT_KEYS = ("fno_init", "level_embed_init")  # how untrained weights are drawn; not the function a model computes
+# what a source's recipe sets (its conventions), not the architecture a published row names
+RECIPE_KEYS = ("time_embed_scale", *INIT_KEYS)
 
 
 def parse_patch_shape(value: Any) -> tuple[int, int] | None:
@@ -328,5 +330,5 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "INIT_KEYS", "LEVEL_EMBED_INITS", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
+__all__ = ["ConfigError", "INIT_KEYS", "RECIPE_KEYS", "LEVEL_EMBED_INITS", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
            "patch_shape_name"]

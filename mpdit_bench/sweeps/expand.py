@@ -15,7 +15,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from mpdit_bench import paper as published
-from mpdit_bench.config import ConfigError, ModelConfig
+from mpdit_bench.config import RECIPE_KEYS, ConfigError, ModelConfig
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.sweeps.budget import apply_budget, sets_steps
 from mpdit_bench.sweeps.cpu_scale import cpu_scaled, run_resolution
@@ -172,7 +172,8 @@ def run_spec(*, experiment: str, scale: str, label: str, model: str, model_confi
 
 def _paper_row(ref: Any, paper_table: str | None, full: ModelConfig, scale: str, source: str) -> str | None:
     """The row a run rebuilds: a row of the experiment's paper table that the suite builds, whose
-    architecture is the run's (at cpu scale the resolution is the CPU geometry's, so it is not compared)."""
+    architecture is the run's (at cpu scale the resolution is the CPU geometry's, so it is not compared; the
+    recipe's conventions, such as the time embedder's input scale and the init, are not the architecture)."""
     if ref is None:
         return None
     row = looked_up(lambda: published.row(str(ref)), "paper_row", ref, source)
@@ -185,7 +186,7 @@ def _paper_row(ref: Any, paper_table: str | None, full: ModelConfig, scale: str,
           + row.label + " is another method's, shown as published only", source)
     want = row.model_config().to_dict()
     have = full.to_dict()
-    compared = [k for k in want if scale == "paper" or k != "input_size"]
+    compared = [k for k in want if (scale == "paper" or k != "input_size") and k not in RECIPE_KEYS]
     differ = sorted(k for k in compared if want[k] != have[k])
     _need(not differ, "paper_row", ref, "a row whose architecture is the run's: the run differs in "
           + ", ".join(f"{k} (run {have[k]!r}, row {want[k]!r})" for k in differ), source)
