@@ -9,20 +9,17 @@ so held against the conventions the two-level outputs confirm.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import ppflow_reference as ref  # noqa: E402
-
-from mpdit_bench.engine.sampling import guided_velocity, load_sampling_model  # noqa: E402
-from mpdit_bench.imports import write_suite_checkpoint  # noqa: E402
-from mpdit_bench.models import build_model, model_config  # noqa: E402
-from mpdit_bench.ppflow.convert import convert_isotropic_to_ppflow, ppflow_config  # noqa: E402
-from mpdit_bench.checkpoint import load as load_checkpoint  # noqa: E402
+import ppflow_reference as ref
+from mpdit_bench.checkpoint import load as load_checkpoint
+from mpdit_bench.engine.sampling import guided_velocity, load_sampling_model
+from mpdit_bench.imports import write_suite_checkpoint
+from mpdit_bench.models import build_model, model_config
+from mpdit_bench.ppflow.convert import convert_isotropic_to_ppflow, ppflow_config
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "ppflow_tiny"
 ATOL = 1e-5  # float32 rounding
