@@ -9,6 +9,18 @@ level embedding added to the conditioning. Its stages, in its t (0 noise), are t
 conventions are SiT's and are converted the same way. Coarse stage s's modules are matched by their
 shapes (stage s's space-to-depth factor), so a file whose names follow another order is refused, not
 mis-assigned; the level embedding's row s is stage s (coarse first), as PPFlow indexes its stage guidance.
+
+The coarse stages' layouts are the suite's own, so their tensors are renamed, not permuted: the
+space-to-depth puts sub-pixel (i, j) of channel c in channel c fh fw + i fw + j (the 3-level "4x2" stage,
+the suite's 2x4: c 2 + j, a token grid of H/p rows by W/2p columns); an output row is (p, q, c') with c'
+over out_channels x fh fw in that order, so PPFlow's split of the learned sigma before its inverse
+space-to-depth keeps the same velocity rows as the suite's split after it; the position tables place
+tokens on the fine grid (columns in the first half of the channels), as the suite builds them.
+
+Checked against PPFlow's own code: the two-level fixture's outputs directly (tests/test_imports.py); three
+levels through an independent reference forward (tests/ppflow_reference.py) that reproduces those
+outputs and agrees with an imported random three-level file in every stage, plain and guided
+(tests/test_ppflow_reference.py).
 """
 
 from __future__ import annotations
