@@ -86,3 +86,45 @@ def test_missing_inputs_are_named(tmp_path, tiny_vae):
         extract_latents(tmp_path, tmp_path / "novae", tmp_path / "o", 32, device="cpu", progress=False)
     with pytest.raises(latents.LatentStoreError, match="stats.json"):
         latents.LatentStore(tmp_path)
+
+
+def test_a_float32_store_keeps_what_the_vae_encoded_and_a_recipe_can_require_it(tmp_path, tiny_vae, image_folder):
+    half = extract_latents(image_folder, tiny_vae, tmp_path / "half", resolution=32, batch_size=9, device="cpu",
+                           progress=False)
+    full = extract_latents(image_folder, tiny_vae, tmp_path / "full", resolution=32, batch_size=9, device="cpu",
+                           progress=False, dtype="float32")
+    z16, z32 = np.load(half / "latents.npy"), np.load(full / "latents.npy")
+    assert z32.dtype == np.float32 and json.loads((full / "stats.json").read_text())["dtype"] == "float32"
+    assert np.array_equal(z32.astype(np.float16), z16)  # the same encoding, rounded once to half
+    assert np.abs(z32 - z16.astype(np.float32)).max() > 0  # float32 keeps the digits half drops
+    assert latents.check_store_dtype(full, "float32") == "float32"
+    with pytest.raises(latents.LatentStoreError, match=r"float16 latents, but data.store_dtype is float32.*--dtype"):
+        latents.check_store_dtype(half, "float32")
+    with pytest.raises(latents.LatentStoreError, match="--dtype float64: allowed: float16, float32"):
+        extract_latents(image_folder, tiny_vae, tmp_path / "x", 32, device="cpu", progress=False, dtype="float64")
+
+    cfg = tiny_run(steps=1, global_batch=4)
+    cfg["data"] = {"name": "latents", "path": str(half), "store_dtype": "float32"}
+    cfg["model_overrides"]["patch_sizes"] = [4, 2]
+    with pytest.raises(latents.LatentStoreError, match=str(half / "latents.npy")):
+        train(cfg, tmp_path / "refused")
+    assert not (tmp_path / "refused" / "checkpoints").exists()
+
+
+def test_store_dtype_applies_to_latents_and_does_not_change_a_run_id():
+    from mpdit_bench.config import ConfigError
+    from mpdit_bench.engine.run_config import validate_run_config
+    from mpdit_bench.sweeps.experiment import load_experiment
+
+    with pytest.raises(ConfigError, match="data.store_dtype.*applies to data.name latents"):
+        validate_run_config({"model": "SiT-S/2", "data": {"name": "fashion-mnist", "store_dtype": "float32"}})
+    with pytest.raises(ConfigError, match="data.store_dtype"):
+        validate_run_config({"model": "SiT-S/2", "data": {"name": "latents", "path": "x", "store_dtype": "bf16"}})
+    import dataclasses
+    from mpdit_bench.sweeps.runspec import run_id
+
+    spec = load_experiment("experiments/ablation_k.yaml").runs("paper")[0]
+    assert spec.data["store_dtype"] == "float32"
+    other = dataclasses.replace(spec, data={**spec.data, "store_dtype": None})
+    assert run_id(other) == spec.run_id
+    assert run_id(dataclasses.replace(spec, data={**spec.data, "hflip": True})) != spec.run_id

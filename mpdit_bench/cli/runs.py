@@ -130,6 +130,9 @@ def extract_latents(images: str = typer.Option(..., "--images", help="Folder of 
                     batch_size: int = typer.Option(32, "--batch-size"),
                     mean_only: bool = typer.Option(False, "--mean", help="Store the posterior mean, not a sample"),
                     seed: int = typer.Option(0, help="Seed of the posterior samples (per image)"),
+                    dtype: str = typer.Option("float16", "--dtype",
+                                              help="float16 (the suite's, half the disk) or float32 (the MPDiT "
+                                                   "authors'; their paper recipes set data.store_dtype: float32)"),
                     device: str = typer.Option("auto", help="auto, cpu or cuda")) -> None:
     """Encode an image folder once with a VAE into one latent store; works under torchrun."""
     from mpdit_bench.data.latents import LatentStoreError
@@ -139,7 +142,7 @@ def extract_latents(images: str = typer.Option(..., "--images", help="Folder of 
     if resolution not in (256, 512):
         console.print(f"[yellow]note:[/] resolution {resolution}: the paper uses 256 or 512")
     try:
-        path = run_extraction(images, vae, out, resolution, batch_size, device, not mean_only, seed)
+        path = run_extraction(images, vae, out, resolution, batch_size, device, not mean_only, seed, dtype=dtype)
     except LatentStoreError as err:
         fail(str(err))
     if is_main_process():

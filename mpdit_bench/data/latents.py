@@ -1,6 +1,6 @@
 """A pre-extracted latent store: one file of latents, one of labels, and per-channel statistics.
 
-    STORE/latents.npy   float16 (N, C, h, w), read as a memory map (never loaded whole)
+    STORE/latents.npy   float16 or float32 (N, C, h, w), read as a memory map (never loaded whole)
     STORE/labels.npy    int64 (N,)
     STORE/stats.json    {"mean": [C], "std": [C], "num", "resolution", "classes", "vae", ...}
                         written last: its presence marks a complete store
@@ -25,6 +25,8 @@ LATENTS, LABELS, STATS = "latents.npy", "labels.npy", "stats.json"
 MPDIT_AUTHORS_MEAN = [5.81, 3.25, 0.12, -2.15]  # their train.py / sample.py constants, sd-vae-ft-ema latents
 MPDIT_AUTHORS_STD = [4.17, 4.62, 3.71, 3.28]
 NORMALIZATIONS = ("store", "mpdit_authors")
+# float16: the suite's (half the disk: 10.5 GB for ImageNet-256); float32: as the MPDiT authors keep their features
+STORE_DTYPES = ("float16", "float32")
 
 
 class LatentStoreError(FileNotFoundError):
@@ -43,6 +45,16 @@ def read_stats(root: str | Path) -> dict:
         if key not in stats:
             raise LatentStoreError(f"{root / STATS}: key {key!r} missing; allowed: a stats file written by extract-latents")
     return stats
+
+
+def check_store_dtype(root: str | Path, required: str | None) -> str:
+    """The dtype the store keeps; a store of another dtype than ``required`` (data.store_dtype) is refused."""
+    dtype = str(np.load(Path(root) / LATENTS, mmap_mode="r").dtype)
+    if required is not None and dtype != required:
+        raise LatentStoreError(f"{Path(root) / LATENTS}: {dtype} latents, but data.store_dtype is {required}; "
+                               f"allowed: a store written by `mpdit-bench extract-latents --dtype {required}`, or "
+                               "data.store_dtype null (any)")
+    return dtype
 
 
 class LatentStore(torch.utils.data.Dataset):

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mpdit_bench.data.latents import (LABELS, LATENTS, STATS, LatentStoreError, center_crop, channel_stats,
-                                      list_images, load_vae)
+from mpdit_bench.data.latents import (LABELS, LATENTS, STATS, STORE_DTYPES, LatentStoreError, center_crop,
+                                      channel_stats, list_images, load_vae)
 from mpdit_bench.engine import distributed
 from mpdit_bench.files import write_text_atomic
 from mpdit_bench.progress import ProgressBar
@@ -20,11 +20,14 @@ from mpdit_bench.progress import ProgressBar
 @torch.no_grad()
 def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolution: int = 256,
                     batch_size: int = 32, device: str = "auto", sample_posterior: bool = True, seed: int = 0,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, dtype: str = "float16") -> Path:
     """Encode every image once into one store; under torchrun rank r encodes images r, r + world, ...
 
     With ``sample_posterior`` each latent is mean + std * noise with noise seeded by (seed, image index),
-    so the store does not depend on the number of ranks or the batch size; otherwise the posterior mean."""
+    so the store does not depend on the number of ranks or the batch size; otherwise the posterior mean.
+    ``dtype``: float16 (the suite's) or float32 (the MPDiT authors')."""
+    if dtype not in STORE_DTYPES:
+        raise LatentStoreError(f"--dtype {dtype}: allowed: {', '.join(STORE_DTYPES)}")
     out = Path(out)
     info = distributed.setup(device)
     try:
@@ -38,7 +41,7 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
             out.mkdir(parents=True, exist_ok=True)
             (out / STATS).unlink(missing_ok=True)  # the store is complete only once stats.json exists again
             np.save(out / LABELS, labels)
-            np.lib.format.open_memmap(out / LATENTS, mode="w+", dtype=np.float16, shape=shape).flush()
+            np.lib.format.open_memmap(out / LATENTS, mode="w+", dtype=np.dtype(dtype), shape=shape).flush()
         distributed.barrier()
         store = np.lib.format.open_memmap(out / LATENTS, mode="r+")
         mine = list(range(info.rank, len(paths), info.world_size))
@@ -53,7 +56,7 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
                 noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(seed * 10**9 + i))
                                      for i in rows]).to(z.device)
                 z = z + posterior.std * noise
-            store[rows] = z.float().cpu().numpy().astype(np.float16)  # (B, C, h, w)
+            store[rows] = z.float().cpu().numpy().astype(store.dtype)  # (B, C, h, w)
             bar.advance(len(rows))
         store.flush()
         bar.close()
@@ -61,7 +64,7 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
         if info.is_main:
             mean, std = channel_stats(store)
             stats = {"mean": mean, "std": std, "num": len(paths), "resolution": resolution, "classes": classes,
-                     "vae": str(vae), "downsample": factor, "sample_posterior": sample_posterior, "seed": seed,
+                     "vae": str(vae), "downsample": factor, "sample_posterior": sample_posterior, "seed": seed, "dtype": dtype,
                      "crop": "ADM center crop"}
             write_text_atomic(out / STATS, json.dumps(stats, indent=2))
         distributed.barrier()

@@ -18,6 +18,7 @@ from mpdit_bench.validation import Key, check_section, flatten_keys, is_bool, is
 SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample", "plugins")
 DATASETS = ("fashion-mnist", "latents")
 NORMALIZATIONS = ("store", "mpdit_authors")  # `data.latents.NORMALIZATIONS`
+STORE_DTYPES = ("float16", "float32")  # `data.latents.STORE_DTYPES`
 INIT_SOURCES = ("mpdit", "sit", "ppflow")  # `imports.SOURCES`: the formats `mpdit-bench import` reads
 
 
@@ -78,6 +79,9 @@ DATA_KEYS: dict[str, Key] = {
                          "store (per-channel statistics of the latent store, the suite's) or mpdit_authors (the MPDiT "
                          "authors' fixed constants)"),
     "hflip": Key(False, is_bool, "true or false (random left-right flips of the training latents, as SiT and PPFlow)"),
+    "store_dtype": Key(None, lambda v: v is None or v in STORE_DTYPES,
+                       "null (a latent store of any dtype) or the dtype the store must keep: float16 (the suite's "
+                       "extract-latents default) or float32 (the MPDiT authors')"),
 }
 
 
@@ -117,10 +121,12 @@ def validate_run_config(raw: dict[str, Any], source: str = "run config") -> dict
         raise ConfigError(f"sample.{err.key}", err.value, err.allowed, source) from None
     _check_schedule_keys(cfg["train"], mcfg, source)
     _check_start_keys(cfg["train"], source)
-    if cfg["data"]["name"] != "latents" and (cfg["data"]["hflip"] or cfg["data"]["normalization"] != "store"):
-        raise ConfigError("data.normalization" if cfg["data"]["normalization"] != "store" else "data.hflip",
-                          cfg["data"]["normalization"] if cfg["data"]["normalization"] != "store" else True,
-                          "the default: these keys apply to data.name latents", source)
+    if cfg["data"]["name"] != "latents":
+        latent_only = {"normalization": "store", "hflip": False, "store_dtype": None}
+        for key, default in latent_only.items():
+            if cfg["data"][key] != default:
+                raise ConfigError(f"data.{key}", cfg["data"][key], f"the default ({default}): this key applies to "
+                                  "data.name latents", source)
     if cfg["data"]["name"] == "latents" and not cfg["data"]["path"]:
         raise ConfigError("data.path", None, "a latent store directory (required for data.name: latents)", source)
     return cfg

@@ -63,9 +63,10 @@ def build_datasets(data_cfg: dict[str, Any], val_size: int) -> tuple[torch.utils
         return FashionMNIST("train", data_cfg["limit"]), FashionMNIST("test", val_size)
     import numpy as np
 
-    from mpdit_bench.data.latents import LatentStore, read_stats
+    from mpdit_bench.data.latents import LatentStore, check_store_dtype, read_stats
 
     read_stats(data_cfg["path"])  # a missing or incomplete store is named before anything is read from it
+    check_store_dtype(data_cfg["path"], data_cfg["store_dtype"])
     num = len(np.load(Path(data_cfg["path"]) / "labels.npy", mmap_mode="r"))
     val_size = min(val_size, max(num // 10, 1))
     train_idx = np.arange(num - val_size)[: data_cfg["limit"]]

@@ -17,6 +17,8 @@ ID_FIELDS = ("scale", "model", "model_config", "resolution", "nproc", "data", "t
 CURVE_KEYS = ("every", "curve_metrics", "curve_samples")
 # eval keys only the report reads: how it compares runs changes nothing a run computes
 REPORT_KEYS = ("single_seed",)
+# data keys that only check the input (the store at data.path is what it is): they refuse, never change, a run
+DATA_CHECK_KEYS = ("store_dtype",)
 
 
 @dataclass
@@ -66,8 +68,10 @@ class RunSpec:
 def run_id(spec: RunSpec) -> str:
     """Stable id: hash of everything that changes what the run computes, and the scale. The model config
     counts as the id policy of `config.KEY_GENERATIONS` says (run ids are of generation 1); the curve's
-    eval keys (`CURVE_KEYS`) and the report's (`REPORT_KEYS`) do not count."""
+    eval keys (`CURVE_KEYS`), the report's (`REPORT_KEYS`) and the data checks (`DATA_CHECK_KEYS`) do not
+    count."""
     keyed = {k: getattr(spec, k) for k in ID_FIELDS}
+    keyed["data"] = {k: v for k, v in spec.data.items() if k not in DATA_CHECK_KEYS}
     keyed["eval"] = {k: v for k, v in spec.eval.items() if k not in CURVE_KEYS + REPORT_KEYS}
     keyed["model_config"] = identity_values(spec.model_config, RUN_ID_GENERATION)
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
