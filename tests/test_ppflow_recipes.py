@@ -52,6 +52,18 @@ def test_xl_rows_start_from_sits_released_file_with_ppflows_recipe():
         assert (spec.sample["atol"], spec.sample["rtol"]) == (1e-6, 1e-3)
 
 
+@pytest.mark.parametrize("name", ["ppflow_main", "ppflow_adaptation", "ppflow_design"])
+def test_every_paper_scale_run_of_a_ppflow_table_follows_ppflows_recipe(name):
+    specs = expand(load_experiment(MAIN.parent / f"{name}.yaml"), "paper")
+    assert specs
+    for spec in specs:
+        cfg = spec.model_config
+        assert cfg["time_embed_scale"] == 1, spec.label
+        assert cfg["level_embed_init"] == ("normal" if cfg["time_patch_sizes"] else "zero"), spec.label
+        assert spec.train["lr"] == 1e-4 and spec.train["weight_decay"] == 0 and spec.train["ema_decay"] == 0.9999
+        assert spec.data["hflip"] is True and spec.sample["cfg_channels"] == 3, spec.label
+
+
 @needs_fashion_mnist
 def test_cpu_smoke_converts_a_random_sit_file_trains_and_samples(tmp_path):
     spec = next(s for s in xl_runs("cpu") if s.paper_row == "ppflow/main/ppf-xl-3")
