@@ -1,5 +1,6 @@
-"""PPFlow's XL rows in experiments/ppflow_main.yaml start where PPFlow's authors did: SiT-XL/2's released file,
-converted at run start, trained for the extra compute the paper states, sampled as PPFlow's sample_ddp.py."""
+"""Each paper's recipe at paper scale (docs/CONVENTIONS.md): every run of an MPDiT table follows the MPDiT
+authors' conventions, every run of a PPFlow table PPFlow's; PPFlow's XL rows start where its authors did
+(SiT-XL/2's released file, converted at run start), trained for the extra compute the paper states."""
 
 from __future__ import annotations
 
@@ -50,6 +51,33 @@ def test_xl_rows_start_from_sits_released_file_with_ppflows_recipe():
         assert spec.sample["sampler"] == "dopri5" and spec.sample["cfg_channels"] == 3
         assert len(spec.sample["cfg_scale"]) == levels and spec.sample["cfg_scale"][0] == 1.0
         assert (spec.sample["atol"], spec.sample["rtol"]) == (1e-6, 1e-3)
+
+
+MPDIT_TABLES = ["ablation_components", "ablation_k", "class_tokens", "imagenet512", "imagenet512_variants",
+                "main_256", "time_embedder", "upsample"]
+
+
+def test_every_experiment_of_a_published_table_is_checked_here():
+    import yaml
+
+    tables = {p.stem: yaml.safe_load(p.read_text()).get("paper_table") for p in MAIN.parent.glob("*.yaml")}
+    assert sorted(k for k, v in tables.items() if v and v.startswith("mpdit/")) == MPDIT_TABLES
+
+
+@pytest.mark.parametrize("name", MPDIT_TABLES)
+def test_every_paper_scale_run_of_an_mpdit_table_follows_the_authors_recipe(name):
+    specs = expand(load_experiment(MAIN.parent / f"{name}.yaml"), "paper")
+    assert specs
+    for spec in specs:
+        cfg = spec.model_config
+        assert cfg["time_embed_scale"] == 1, spec.label  # raw t
+        if cfg["time_embedder"] == "fno":
+            assert cfg["fno_init"] == "authors", spec.label  # N(0, 1) spectral weights
+        assert spec.data["normalization"] == "mpdit_authors" and spec.data["store_dtype"] == "float32"
+        assert spec.data.get("hflip", False) is False and spec.train.get("ema_warmup", False) is False
+        if spec.sample["sampler"] in ("euler", "sde_sbdm"):
+            assert spec.sample["grid"] == "points" and spec.sample["steps"] == 250, spec.label
+        assert spec.sample.get("cfg_channels") is None, spec.label  # guidance on every channel
 
 
 @pytest.mark.parametrize("name", ["ppflow_main", "ppflow_adaptation", "ppflow_design"])
