@@ -23,9 +23,19 @@ import torch
 
 from mpdit_bench import plugins
 from mpdit_bench.files import save_torch_atomic
+from mpdit_bench.validation import ConfigError
 
 FORMAT = "mpdit-bench-checkpoint-v1"
 REQUIRED = ("format", "step", "model", "model_config")
+SUFFIXES = (".pt", ".pth")
+
+
+def output_path(out: str | Path, option: str = "--out") -> Path:
+    """A checkpoint file to write, checked before any work: a .npz or .yaml there is a mistaken argument."""
+    out = Path(out)
+    if out.suffix not in SUFFIXES:
+        raise ConfigError(option, str(out), "a checkpoint file ending in " + " or ".join(SUFFIXES))
+    return out
 
 
 class CheckpointError(RuntimeError):

@@ -87,6 +87,10 @@ MISTAKES = [
     # truncated or unreadable files
     (["sample", "trunc.pt", "--num", "4"], "trunc.pt: not a readable checkpoint"),
     (["convert", "trunc.pt", "--out", "x.pt"], "a torch checkpoint readable with weights_only=True"),
+    (["convert", "trunc.pt", "--out", "x.npz"], "'x.npz' is invalid; allowed: a checkpoint file ending in .pt or .pth"),
+    (["import", "trunc.pt", "--out", "x.npz"], "'x.npz' is invalid; allowed: a checkpoint file ending in .pt or .pth"),
+    (["convert", "trunc.pt", "--out", "x.pt", "--level-embed-init", "uniform"],
+     "--level-embed-init 'uniform' is invalid; allowed: zero, normal"),
     (["train", "broken.yaml"], "valid YAML"),
     # bad --set syntax and values
     (["train", "run.yaml", "--set", "train.lr"], "key=value"),

@@ -30,7 +30,7 @@ LOWER: dict[str, set[str]] = {
     "progress": set(),
     "registry": set(),
     "plugins": {"validation"},
-    "checkpoint": {"files", "plugins"},
+    "checkpoint": {"files", "plugins", "validation"},
     "components": {"registry"},
     "config": {"validation", "registry", "components"},
     "models": {"config", "validation", "registry", "components", "ppflow.schedule", "ppflow.modules"},

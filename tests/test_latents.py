@@ -128,3 +128,13 @@ def test_store_dtype_applies_to_latents_and_does_not_change_a_run_id():
     other = dataclasses.replace(spec, data={**spec.data, "store_dtype": None})
     assert run_id(other) == spec.run_id
     assert run_id(dataclasses.replace(spec, data={**spec.data, "hflip": True})) != spec.run_id
+
+
+def test_a_vae_for_a_checkpoint_of_images_is_refused_before_sampling(tmp_path, tiny_vae):
+    from mpdit_bench.config import ConfigError
+
+    train(tiny_run(steps=1, global_batch=4), tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    with pytest.raises(ConfigError, match=r"--vae.*none: this checkpoint generates fashion-mnist images"):
+        sample_checkpoint(ckpt, 2, tmp_path / "s.npz", vae=tiny_vae, steps=2, progress=False)
+    assert not (tmp_path / "s.npz").exists()

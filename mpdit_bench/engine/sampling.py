@@ -378,6 +378,9 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
     dinfo = state.get("data_info") or {}
     if dinfo.get("name") == "latents" and vae is None:
         raise ConfigError("--vae", None, "a local AutoencoderKL folder: this checkpoint was trained on latents")
+    if dinfo.get("name") not in (None, "latents") and vae is not None:
+        raise ConfigError("--vae", str(vae), f"none: this checkpoint generates {dinfo['name']} images, not latents "
+                          "to decode", str(ckpt))
 
     info = distributed.setup(device)
     try:

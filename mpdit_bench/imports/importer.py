@@ -77,6 +77,7 @@ def import_checkpoint(path: str | Path, source: str | None = None, expect: str |
 def write_suite_checkpoint(path: str | Path, out: str | Path, source: str | None = None, expect: str | None = None,
                            num_heads: int | None = None) -> dict[str, Any]:
     """Import ``path`` and write the suite checkpoint to ``out`` atomically; returns what was written."""
+    out = checkpoint.output_path(out)
     if Path(out).resolve() == Path(path).resolve():
         raise ImportRefused(path, "the output would overwrite the source file; choose another --out")
     ckpt = import_checkpoint(path, source, expect, num_heads)

@@ -166,6 +166,7 @@ def convert_checkpoint(path: str | Path, out: str | Path, levels: int = 2, model
     """Convert the checkpoint at ``path`` ("model" and, when present, "ema") and write ``out`` atomically.
 
     The result is a starting point for fine-tuning: step 0, no optimizer or RNG state."""
+    out = checkpoint.output_path(out)
     ckpt, source_cfg = load_source(path, model, overrides)
     extra = {} if boundaries is None else {"time_boundaries": boundaries}
     cfg = ppflow_config(source_cfg, levels, level_embed_init=level_embed_init, **extra)
