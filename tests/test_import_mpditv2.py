@@ -5,7 +5,12 @@ the imported checkpoint through the suite's counting and sampling."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -141,6 +146,15 @@ def test_a_train_checkpoint_imports_to_the_same_function(time_emb, tmp_path):
             assert (out - want).abs().max() < ATOL, t
 
 
+def edited(path: Path, tmp_path: Path, name: str, edit) -> Path:
+    """A copy of the train.py file at ``path`` with ``edit(obj)`` applied (its EMA and online weights alike)."""
+    obj = torch.load(path, weights_only=False)
+    edit(obj)
+    out = tmp_path / name
+    torch.save(obj, out)
+    return out
+
+
 # ---- their forward, written from its description over their tensor names -------------------------------------
 # Independent of the suite's modules: a wrong pairing of same-shaped tensors (skip Linears, upsamplers, the
 # levels' blocks) leaves the names and shapes right but changes this function.
@@ -217,7 +231,21 @@ def test_the_imported_model_is_their_v2_forward(tmp_path):
             assert want.abs().max() > 1e-3 and (model(x, tt, y) - want).abs().max() < 1e-5, t
 
 
-def test_the_published_sizes_heads_come_from_their_model_name(tmp_path):
+def test_a_run_compiled_with_torch_compile_imports_under_the_networks_names(tmp_path):
+    """train.py --compile saves both state dicts through torch.compile's wrapper: every key under _orig_mod."""
+    model, cfg, path = write_tiny(tmp_path)
+
+    def compiled(obj):
+        for part in ("ema", "model"):
+            obj[part] = {f"_orig_mod.{k}": v for k, v in obj[part].items()}
+
+    ckpt = import_checkpoint(edited(path, tmp_path, "compiled.pt", compiled), num_heads=2)
+    assert ckpt["model_config"] == cfg.to_dict()
+    plain = import_checkpoint(path, num_heads=2)
+    assert all(torch.equal(ckpt["ema"][k], plain["ema"][k]) for k in plain["ema"])
+
+
+def test_a_width_that_does_not_tell_its_heads_needs_them_given(tmp_path):
     cfg = tiny(hidden_size=48, num_heads=3)  # a width the DiT family does not tell the heads of
     _, _, path = write_tiny(tmp_path, cfg)
     with pytest.raises(ImportRefused, match="number of attention heads for hidden size 48"):
@@ -233,15 +261,6 @@ def refused(path, tmp_path, match: str, **kwargs) -> str:
     assert str(path) in str(info.value)
     assert not out.exists()
     return str(info.value)
-
-
-def edited(path, tmp_path, name: str, edit) -> str:
-    """A copy of the train.py file at ``path`` with ``edit(obj)`` applied (its EMA and online weights alike)."""
-    obj = torch.load(path, weights_only=False)
-    edit(obj)
-    out = tmp_path / name
-    torch.save(obj, out)
-    return out
 
 
 def test_an_expected_size_other_than_the_file_is_refused(tmp_path):
@@ -329,3 +348,26 @@ def test_the_imported_checkpoint_is_counted_and_samples(tmp_path):
     options = check_options({**state.get("run_config", {}).get("sample", {}), "steps": 3, "batch_size": 2})
     x = sample_indices(model, loaded, [0, 1], torch.tensor([1, 3]), options, torch.device("cpu"))
     assert x.shape == (2, 4, 16, 16) and torch.isfinite(x).all()
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mpdit_bench", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200"}, timeout=300)
+
+
+def test_the_import_command_and_flops_take_the_three_level_file(tmp_path):
+    _, cfg, path = write_tiny(tmp_path)
+    proc = cli("import", str(path), "--out", str(tmp_path / "x.pt"), "--expect", "MPDiTv2-B", "--num-heads", "2")
+    assert proc.returncode == 1 and "MPDiTv2-B" in proc.stderr and str(path) in proc.stderr.replace("\n", "")
+    assert not (tmp_path / "x.pt").exists()
+    proc = cli("import", str(path), "--out", str(tmp_path / "x.pt"), "--num-heads", "2")
+    assert proc.returncode == 0, proc.stderr
+    imported = ModelConfig.from_dict(checkpoint.load(tmp_path / "x.pt")["model_config"])
+    overrides = [f"{key}={json.dumps(value)}" for key, value in imported.to_dict().items()
+                 if value != model_config("MPDiTv2-B").to_dict()[key] and key != "input_size"]
+    proc = cli("flops", "--model", "MPDiTv2-B", "--resolution", str(8 * imported.input_size), "--json",
+               "--no-cross-check", *[arg for o in overrides for arg in ("--set", o)])
+    assert proc.returncode == 0, proc.stderr
+    counted = json.loads(proc.stdout)
+    assert counted["config_hash"] == imported.config_hash()
+    assert counted["gflops_analytic"] == pytest.approx(build_model(imported).flops() / 1e9, rel=1e-9)
