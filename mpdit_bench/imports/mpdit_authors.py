@@ -47,6 +47,7 @@ class Layout:
     blocks: tuple[str, ...]
     upsamplers: tuple[str, ...]  # into levels 1, 2, ...
     patch_sizes: tuple[int, ...] | None  # the only patches the network runs with (None: any (p, 2), p even)
+    patch_rule: str = ""  # why
 
 
 TWO_LEVELS = Layout("MPDiT", embedders=("x_embedder", "x_embedder_skip"), skip_linears=("linear_skip",),
@@ -56,7 +57,9 @@ THREE_LEVELS = Layout("MPDiTv2", embedders=("x_embedder", "x_embedder_lvl1", "x_
                       skip_linears=("linear_skip_lvl1", "linear_skip_lvl2"),
                       pos_tables=("pos_embed", "pos_embed_lvl1", "pos_embed_lvl2"),
                       blocks=("downsample_blocks", "upsample_blocks_lvl1", "upsample_blocks_lvl2"),
-                      upsamplers=("upsampler_lvl1", "upsampler_lvl2"), patch_sizes=(8, 4, 2))
+                      upsamplers=("upsampler_lvl1", "upsampler_lvl2"), patch_sizes=(8, 4, 2),
+                      patch_rule="position tables for latent / 8, / 4, / 2, each upsample doubling the grid, "
+                                 "2 x 2 output patches")
 LAYOUTS = {2: TWO_LEVELS, 3: THREE_LEVELS}
 
 # Their model table (models/mpdit.py, MPDiT_models): name -> (depths, patch sizes, width, heads)
@@ -66,6 +69,12 @@ THEIR_MODELS: dict[str, tuple[tuple[int, ...], tuple[int, ...], int, int]] = {
     "MPDiTv2-XL": ((14, 8, 6), (8, 4, 2), 1152, 16), "MPDiTv2-L": ((14, 6, 4), (8, 4, 2), 1024, 16),
     "MPDiTv2-B": ((6, 4, 2), (8, 4, 2), 768, 12),
 }
+
+
+def their_model(args: dict[str, Any] | None) -> tuple[tuple[int, ...], tuple[int, ...], int, int] | None:
+    """(depths, patch sizes, width, heads) of the entry of their model table that ``args.model`` names."""
+    name = (args or {}).get("model")
+    return THEIR_MODELS.get(name) if isinstance(name, str) else None
 
 
 def layout_of(state: Mapping[str, torch.Tensor]) -> Layout:
@@ -85,8 +94,7 @@ def architecture(state: Mapping[str, torch.Tensor], args: dict[str, Any] | None,
     patches = tuple(state[f"{name}.proj.weight"].shape[2] for name in layout.embedders)
     if layout.patch_sizes is not None and patches != layout.patch_sizes:
         raise ImportRefused(path, f"{layout.network} embeds its levels with patches {list(patches)}; their network "
-                                  f"runs only with {list(layout.patch_sizes)} (position tables for latent / 8, / 4, "
-                                  "/ 2, each upsample doubling the grid, 2 x 2 output patches)")
+                                  f"runs only with {list(layout.patch_sizes)} ({layout.patch_rule})")
     depths = [indexed(state, f"{name}.") for name in layout.blocks]
     if 0 in depths:
         empty = [name for name, depth in zip(layout.blocks, depths) if depth == 0]
@@ -100,11 +108,9 @@ def architecture(state: Mapping[str, torch.Tensor], args: dict[str, Any] | None,
         raise ImportRefused(path, f"the class table is {table_width} wide, not a positive multiple of the width "
                                   f"{width} (their num_condition_tokens >= 1 tokens of that width)")
     fno = "t_embedder.fc0.weight" in state
-    known = THEIR_MODELS.get((args or {}).get("model"))
     values = dict(
         depths=depths, patch_sizes=list(patches), hidden_size=width,
-        num_heads=heads_for(width, num_heads if num_heads is not None or known is None else known[3],
-                            expect_cfg, path),
+        num_heads=heads_for(width, num_heads, expect_cfg, path),
         mlp_ratio=state["downsample_blocks.0.mlp.fc1.weight"].shape[0] / width,
         upsample="linear", upsample_refine="linear", modulation="shared",
         class_tokens=table_width // width, num_classes=rows - 1, in_channels=channels,
@@ -136,7 +142,7 @@ def _check_args(args: dict[str, Any] | None, values: dict[str, Any], layout: Lay
                      ("in_channels", "in_channels"), ("time_emb", "time_embedder")):
         if arg in args and args[arg] != values[key]:
             raise ImportRefused(path, f"args.{arg} = {args[arg]!r} but the tensors hold {key} = {values[key]!r}")
-    known = THEIR_MODELS.get(args.get("model"))
+    known = their_model(args)
     if known is None:
         return
     read = (tuple(values["depths"]), tuple(values["patch_sizes"]), values["hidden_size"], values["num_heads"])
