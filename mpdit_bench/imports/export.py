@@ -12,7 +12,7 @@ import torch
 
 from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench import checkpoint
-from mpdit_bench.imports.common import ARCHITECTURE_KEYS
+from mpdit_bench.imports.common import ARCHITECTURE_KEYS, ImportRefused
 from mpdit_bench.imports.importer import SOURCES
 
 KINDS = ("released", "train")
@@ -77,7 +77,11 @@ def _check_representable(cfg: ModelConfig, module, args: dict[str, Any]) -> None
         raise ConfigError("model_config", _brief(cfg), f"a model {module.NAME}'s network can express "
                                                        f"(its presets {module.FAMILY}*)")
     theirs = {k: torch.empty(suite[ours].shape, device="meta") for k, ours in names.items()}
-    read = module.architecture(theirs, args, "(export check)", cfg.num_heads, None).to_dict()
+    try:
+        read = module.architecture(theirs, args, "(export check)", cfg.num_heads, None).to_dict()
+    except ImportRefused as err:
+        raise ConfigError("model_config", _brief(cfg), f"a model {module.NAME}'s network can express "
+                                                       f"(its presets {module.FAMILY}*): {err.reason}") from None
     differ = {k: cfg.to_dict()[k] for k in ARCHITECTURE_KEYS if read[k] != cfg.to_dict()[k]}
     if cfg.time_embedder == "mlp" and cfg.time_embed_scale != read["time_embed_scale"]:
         differ["time_embed_scale"] = cfg.time_embed_scale

@@ -20,7 +20,8 @@ from mpdit_bench.imports.common import (ImportRefused, check_expect, check_tenso
                                         is_state_dict, matching_preset, plain_args, read_foreign)
 
 SOURCES = {module.NAME: module for module in (mpdit_authors, sit, ppflow)}
-FORMATS = ("the MPDiT authors' train.py checkpoint {model, ema, opt, epoch, train_steps, args}",
+COMPILED_PREFIX = "_orig_mod."
+FORMATS = ("the MPDiT authors' train.py checkpoint {model, ema, opt, epoch, train_steps, args} (MPDiT or MPDiTv2)",
            "SiT's released state dict (SiT-XL-2-256x256.pt) or its train.py checkpoint {model, ema, opt, args}",
            "PPFlow's released state dict (PPF-XL-2.pt, PPF-XL-3.pt) or its train.py checkpoint {model, ema, opt, args}")
 _CONVENTIONS = {
@@ -109,11 +110,19 @@ def _split(obj: Any, path: Path) -> tuple[str, Mapping[str, torch.Tensor], Mappi
         raise ImportRefused(path, "already a suite checkpoint (format "
                                   f"{checkpoint.FORMAT!r}): use it as it is")
     if is_state_dict(obj):
-        return "released", obj, None
+        return "released", uncompiled(obj), None
     if isinstance(obj, dict) and is_state_dict(obj.get("ema")) and is_state_dict(obj.get("model")):
-        return "train", obj["ema"], obj["model"]
+        return "train", uncompiled(obj["ema"]), uncompiled(obj["model"])
     found = f"a dict with keys {sorted(map(str, obj))[:12]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
     raise ImportRefused(path, f"in none of the formats import reads ({'; '.join(FORMATS)}); it holds {found}")
+
+
+def uncompiled(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """The weights of a model saved through torch.compile's wrapper (a train.py run with --compile: every key
+    under ``_orig_mod.``) under the network's own names, as the MPDiT authors' sample.py strips them."""
+    if all(k.startswith(COMPILED_PREFIX) for k in state):
+        return {k[len(COMPILED_PREFIX):]: v for k, v in state.items()}
+    return state
 
 
 def _recognise(state: Mapping[str, torch.Tensor], path: Path, source: str | None):

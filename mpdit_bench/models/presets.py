@@ -104,6 +104,14 @@ for _size, (_dim, _depths, _heads) in _MPDIT.items():
             modulation="shared", class_tokens=16, time_embedder="fno", time_embedder_layers=3,
             upsample="linear"))
 
+# ---- MPDiT with three levels (the authors' MPDiTv2): patches (8, 4, 2), their depths per level -------------
+# (widths and heads as the two-level sizes)
+_MPDIT_V2 = {"B": (6, 4, 2), "L": (14, 6, 4), "XL": (14, 8, 6)}
+for _size, _depths in _MPDIT_V2.items():
+    register_model(f"MPDiTv2-{_size}", f"MPDiT with three levels, patches (8, 4, 2), depths {_depths}")(
+        lambda s=_size, d=_depths: {**get_preset(f"MPDiT-{s}").config.to_dict(), "depths": list(d),
+                                    "patch_sizes": [8, 4, 2]})
+
 
 # ---- PPFlow: SiT backbone with a patch schedule over time (suite t: 0 data, 1 noise) ---------------------
 # Their t runs 0 noise -> 1 data with "t <= 0.5" coarse; here that is t >= 0.5. Three levels: 4x4 for
