@@ -45,7 +45,7 @@ def test_run_ids_of_existing_configs_do_not_see_the_new_keys_at_their_defaults()
         cfg = model_config(name)
         values = cfg.to_dict()
         for key in ("time_embed_scale", "fno_init", "time_patch_sizes", "time_boundaries", "upsample_refine",
-                    "upsample_refine_ratio"):
+                    "upsample_refine_ratio", "level_embed_init"):
             if values[key] == model_config("DiT-S/2").to_dict()[key]:
                 del values[key]
         assert cfg.config_hash() == hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
