@@ -84,6 +84,15 @@ def merged(*lists: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(p for plugins in lists for p in plugins))
 
 
+def from_file_and_flags(value: Any, flags: Iterable[str], source: str | None = None) -> list[str]:
+    """The plugins a file's ``plugins:`` and the command's ``--plugin`` name: checked and imported (the file's
+    first), each once, .py paths made absolute: what every run config of the file keeps."""
+    own = check_list(value, "plugins", source)
+    load(own, "plugins", source)  # before any model override names their components
+    load(flags, "--plugin", source)
+    return merged(resolved(own), resolved(flags))
+
+
 def load(plugins: Iterable[str], key: str = "plugins", source: str | None = None) -> None:
     """Import the installed plugins and then ``plugins`` (module names or .py paths)."""
     load_entry_points()

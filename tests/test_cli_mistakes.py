@@ -117,6 +117,8 @@ MISTAKES = [
     (["models", "--resolution", "0"], "'resolution' = 0 is invalid"),
     (["bench", "sample", "--model", "b", "--vs", "SiT-B/2", "--batch", "0"], "--batch 0 is invalid"),
     (["bench", "gpu", "--small", "--budget-s", "0"], "--budget-s 0 is invalid"),
+    (["bench", "gpu", "--small", "--inception-weights", "missing.pth"],
+     "--inception-weights 'missing.pth' is invalid; allowed: auto, real, seeded, or an existing"),
     (["search", "search_space", "--storage", "nodb://x"], "--storage 'nodb://x' is invalid"),
     (["search", "search_space", "--trials", "-1"], "--trials -1 is invalid"),
 ]

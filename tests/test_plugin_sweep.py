@@ -93,3 +93,17 @@ def test_a_sweep_over_a_plugin_component_counts_trains_samples_and_reports_it(tm
     written = write_reports(results, tmp_path / "reports", "own_upsample", tmp_path)
     text = "\n".join(p.read_text() for p in written if p.suffix == ".md")
     assert "linear_nearest" in text and records["linear_nearest"]["run_id"] in text
+
+
+def test_a_search_over_a_plugin_component_keeps_the_plugin_in_every_trials_run_config(tmp_path):
+    from mpdit_bench.sweeps.search import load_space, trial_spec
+
+    space = yaml.safe_load((ROOT / "experiments" / "search_space.yaml").read_text())
+    space["space"] = {"upsample": ["linear", "linear_nearest"], "hidden_size": [64]}
+    path = tmp_path / "own_space.yaml"
+    path.write_text(yaml.safe_dump({**space, "plugins": [str(PLUGIN)]}))
+    spec, cfg = trial_spec({"upsample": "linear_nearest", "hidden_size": 64}, load_space(path))
+    assert cfg.upsample == "linear_nearest" and spec.run_config()["plugins"] == [str(PLUGIN.resolve())]
+    path.write_text(yaml.safe_dump(space))  # the same plugin named by the command's --plugin instead
+    spec, _ = trial_spec({"upsample": "linear_nearest", "hidden_size": 64}, load_space(path, [str(PLUGIN)]))
+    assert spec.run_config()["plugins"] == [str(PLUGIN.resolve())]

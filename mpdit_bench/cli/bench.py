@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -93,7 +94,7 @@ def gpu(model: str = typer.Option("MPDiT-XL", "--model", "-m", help="Model A (pr
                                        "many seconds"),
         no_compile: bool = typer.Option(False, "--no-compile", help="Skip the torch.compile rows"),
         inception_weights: str = typer.Option("auto", "--inception-weights", help="auto (the converted real "
-                                              "weights where installed, else seeded), seeded, or a PATH"),
+                                              "weights where installed, else seeded), real, seeded, or a PATH"),
         settings: Optional[list[str]] = typer.Option(None, "--setting", help="KEY=VALUE of the check's settings "
                                                      "(repeatable), e.g. --setting common_batch=64")) -> None:
     """The whole GPU check within a time budget: training, sampling, memory, MFU, evaluation."""
@@ -105,6 +106,9 @@ def gpu(model: str = typer.Option("MPDiT-XL", "--model", "-m", help="Model A (pr
         extra["overrides"] = parse_set(overrides)
     if budget_s <= 0:
         fail(f"--budget-s {budget_s:g} is invalid; allowed: a number of seconds > 0")
+    if inception_weights not in ("auto", "real", "seeded") and not Path(inception_weights).is_file():
+        fail(f"--inception-weights {inception_weights!r} is invalid; allowed: auto, real, seeded, or an existing "
+             "weights file")
     _check_settings((model, vs), extra.get("overrides", {}), device, threads=threads)
     _set_threads(threads)
     result = run_gpu_check(out_dir, (model, vs), device, small, budget_s, not no_compile, inception_weights, **extra)

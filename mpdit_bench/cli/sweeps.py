@@ -177,7 +177,7 @@ def search(space: str = typer.Argument(..., help="Search space YAML or name in e
     require_kind(path, "search space")
     _check_storage(storage)
     try:
-        spec = load_space(path)
+        spec = load_space(path, plugins or [])
     except ConfigError as err:
         fail(str(err))
     study = run_search(spec, trials, storage=storage, results_dir=results)

@@ -86,10 +86,7 @@ def parse_experiment(raw: dict[str, Any], source: str, plugins: list[str] | tupl
     """The file's keys checked and typed (runs are not resolved: see `load_experiment`)."""
     for key in raw:
         _need(key in TOP_KEYS, key, raw[key], "one of the top-level keys " + ", ".join(TOP_KEYS), source)
-    own = user_plugins.check_list(raw.get("plugins"), "plugins", source)
-    user_plugins.load(own, "plugins", source)  # before any model override names their components
-    user_plugins.load(plugins, "--plugin", source)
-    plugin_list = user_plugins.merged(user_plugins.resolved(own), user_plugins.resolved(plugins))
+    plugin_list = user_plugins.from_file_and_flags(raw.get("plugins"), plugins, source)
     _need(isinstance(raw.get("name"), str) and raw["name"].replace("_", "").replace("-", "").isalnum(),
           "name", raw.get("name"), "a name of letters, digits, '-' and '_'", source)
     base = raw.get("base", {})

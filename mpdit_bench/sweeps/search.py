@@ -34,10 +34,11 @@ import math
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mpdit_bench import plugins as user_plugins
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml
 from mpdit_bench.models import get_preset
 from mpdit_bench.sweeps.cpu_scale import CPU_GEOMETRY
@@ -50,7 +51,7 @@ SPACE_KEYS = ("upsample", "upsample_refine", "time_embedder", "time_embedder_lay
               "hierarchy", "hidden_size", "depth")
 COUNT_OBJECTIVES = ("gflops", "gflops_paper_convention", "params")
 TOP_KEYS = ("name", "description", "scale", "base", "settings", "space", "head_dim", "objectives", "budget",
-            "sampler", "pruning")
+            "sampler", "pruning", "plugins")
 
 
 @dataclass
@@ -66,17 +67,20 @@ class SearchSpace:
     budget: dict[str, float]
     sampler: dict[str, Any]
     pruning: dict[str, Any]
+    plugins: list[str] = field(default_factory=list)  # every trial's run config keeps them
 
     @property
     def objective_names(self) -> list[str]:
         return [o["name"] for o in self.objectives]
 
 
-def load_space(path: str | Path) -> SearchSpace:
+def load_space(path: str | Path, plugins: list[str] | tuple[str, ...] = ()) -> SearchSpace:
+    """The search space of a YAML file; ``plugins`` (the command's ``--plugin``) join the file's."""
     source = str(path)
     raw = load_yaml(path)
     for key in raw:
         _need(key in TOP_KEYS, key, raw[key], "one of " + ", ".join(TOP_KEYS), source)
+    plugin_list = user_plugins.from_file_and_flags(raw.get("plugins"), plugins, source)
     scale = raw.get("scale", "cpu")
     _need(scale in ("cpu", "paper"), "scale", scale, "cpu or paper", source)
     settings = parse_scale(raw.get("settings", {}), "settings", source)
@@ -116,7 +120,8 @@ def load_space(path: str | Path) -> SearchSpace:
     _need(isinstance(name, str) and name.replace("_", "").replace("-", "").isalnum(), "name", name,
           "a name of letters, digits, '-' and '_'", source)
     spec = SearchSpace(name, source, scale, model, settings, space, int(raw.get("head_dim", 32 if scale == "cpu"
-                       else 64)), [{"direction": "minimize", **o} for o in objectives], budget, sampler, pruning)
+                       else 64)), [{"direction": "minimize", **o} for o in objectives], budget, sampler, pruning,
+                       plugin_list)
     trial_spec({}, spec)  # the base model with the settings: what the engine would refuse, refused now
     return spec
 
@@ -171,7 +176,8 @@ def trial_spec(params: dict[str, Any], space: SearchSpace) -> tuple[RunSpec, Mod
     spec = run_spec(experiment=space.name, scale=space.scale, label=" ".join(f"{k}={v}" for k, v in params.items()),
                     model=space.model, model_config=cfg, full_config=cfg, resolution=s.resolution,
                     nproc=int(s.nproc), data=s.data, train=s.train, sample=s.sample, eval=s.eval, slurm=s.slurm,
-                    axes={f"model_overrides.{k}": v for k, v in params.items()}, source=space.path)
+                    axes={f"model_overrides.{k}": v for k, v in params.items()}, source=space.path,
+                    plugins=space.plugins)
     return spec, cfg
 
 
