@@ -92,11 +92,13 @@ def test_guided_outputs_match_the_source_with_its_guidance(folder, name):
             assert not torch.allclose(c["out"][:B, k:], c["out"][B:, k:], atol=1e-4)
 
 
-def test_sources_guide_the_channels_they_guide():
-    for folder, name, channels in (("sit_tiny", "released.pt", 3), ("ppflow_tiny", "released.pt", 3),
-                                   ("mpdit_tiny", "0000001.pt", None)):
+def test_sources_guide_the_channels_they_guide_and_sample_with_their_ode_default():
+    for folder, name, channels, sampler, grid in (("sit_tiny", "released.pt", 3, "dopri5", "steps"),
+                                                  ("ppflow_tiny", "released.pt", 3, "heun2", "points"),
+                                                  ("mpdit_tiny", "0000001.pt", None, "euler", "steps")):
         ckpt = imported(folder, name)[2]
-        assert check_options((ckpt.get("run_config") or {}).get("sample") or {})["cfg_channels"] == channels
+        options = check_options((ckpt.get("run_config") or {}).get("sample") or {})
+        assert (options["cfg_channels"], options["sampler"], options["grid"]) == (channels, sampler, grid)
     ppf = imported("ppflow_tiny", "train_ckpt.pt")[2]
     assert ppf["run_config"]["sample"]["cfg_scale"] == [1.5, 3.0]  # args.cfg_scales, coarse stage first
 

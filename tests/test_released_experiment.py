@@ -35,7 +35,7 @@ def test_paper_runs_import_the_released_files_with_their_sources_sampling():
     for spec, source in ((sit, "sit"), (ppf2, "ppflow"), (ppf3, "ppflow")):
         assert spec.train["steps"] == 0 and spec.train["init_source"] == source
         assert spec.model_config["time_embed_scale"] == 1
-        assert spec.sample["sampler"] == "dopri5" and spec.sample["cfg_channels"] == 3
+        assert spec.sample["sampler"] == ("dopri5" if source == "sit" else "heun2") and spec.sample["cfg_channels"] == 3
         assert spec.eval["ref"].endswith("VIRTUAL_imagenet256_labeled.npz")
     assert sit.sample["cfg_scale"] == 1.5
     assert len(ppf2.sample["cfg_scale"]) == 2 and len(ppf3.sample["cfg_scale"]) == 3
@@ -75,14 +75,13 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
 
 @needs_fashion_mnist
 def test_cpu_smoke_imports_samples_and_evaluates_each_source(tmp_path):
-    """The pipeline's phases on each run, with fewer samples than the file's. The PPFlow runs integrate with
-    Euler here: dopri5 shortens its steps around each stage boundary (where the field jumps), a minute of CPU
-    per run; dopri5 itself runs on the SiT run (and in test_source_samplers)."""
+    """The pipeline's phases on each run, with fewer samples and (PPFlow's heun2) grid points than the file's."""
     pipeline = Pipeline()
     for label, spec in runs("cpu").items():
         spec.sample = {**spec.sample, "num": 4, "batch_size": 4}  # > 3: precision/recall use k = 3
         if label != "SiT-XL/2-G":
-            spec.sample.update(sampler="euler", steps=4)
+            assert spec.sample["sampler"] == "heun2" and spec.sample["grid"] == "points"
+            spec.sample.update(steps=4)
         run_dir = tmp_path / spec.run_id
         run_dir.mkdir()
         summary = pipeline.train(spec, run_dir)

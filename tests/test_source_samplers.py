@@ -1,5 +1,5 @@
-"""The sources' samplers on velocity fields with closed-form solutions: dopri5 (torchdiffeq), the SBDM SDE
-with its noise off, and Euler over the MPDiT authors' grid of points."""
+"""The sources' samplers on velocity fields with closed-form solutions: dopri5 and heun2 (torchdiffeq), the
+SBDM SDE with its noise off, and Euler over the MPDiT authors' grid of points."""
 
 from __future__ import annotations
 
@@ -44,6 +44,25 @@ def test_dopri5_tolerances_bound_its_error_and_change_its_work():
     sampling.dopri5(affine_velocity(tight), x1, y, 1, atol=1e-10, rtol=1e-10)
     assert len(tight) > len(loose)
     assert (out_loose - affine_solution_at_zero(x1)).abs().max() < 1e-2  # within a few loose tolerances
+
+
+def test_heun2_over_points_is_heuns_method_by_hand_with_two_calls_per_step():
+    """PPFlow's ODE default: torchdiffeq's heun2 over linspace of N points, N - 1 steps, 2 calls each."""
+    x1 = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    y = torch.zeros(2, dtype=torch.long)
+    calls: list[float] = []
+    out = sampling.heun2(affine_velocity(calls), x1, y, 5, grid="points")
+    assert len(calls) == 8
+    x, h = x1.clone(), 0.25
+    for k in range(4):
+        t = 1 - k * h
+        d = RATE * x + t
+        x_pred = x - h * d
+        x = x - h * 0.5 * (d + RATE * x_pred + (t - h))
+    torch.testing.assert_close(out, x, atol=1e-12, rtol=0)
+    fine = sampling.heun2(affine_velocity(), x1, y, 250, grid="points")
+    torch.testing.assert_close(fine, affine_solution_at_zero(x1), atol=1e-5, rtol=0)  # second order in h
+    torch.testing.assert_close(sampling.heun(affine_velocity(), x1, y, 5, grid="points"), out, atol=1e-12, rtol=0)
 
 
 def test_euler_over_points_takes_steps_minus_one_steps():
@@ -114,3 +133,28 @@ def test_points_grid_needs_two_points():
     with pytest.raises(ConfigError, match="sampler"):
         sampling.check_options({"sampler": "dpm"})
     assert sampling.check_options({"sampler": "dopri5"})["atol"] == pytest.approx(1e-6)
+
+
+def test_sample_flags_not_given_leave_the_checkpoints_sampling_defaults(tmp_path, monkeypatch):
+    """`mpdit-bench sample` without --sampler/--steps/--grid samples as the checkpoint's run config says
+    (an imported PPFlow file: heun2 over points)."""
+    from mpdit_bench import checkpoint
+    from mpdit_bench.imports.export import random_suite_model
+    from mpdit_bench.models import model_config
+
+    cfg = model_config("SiT-S/2", hidden_size=32, num_heads=2, depths=[1], in_channels=1, num_classes=10,
+                       input_size=8)
+    ckpt = {"format": checkpoint.FORMAT, "step": 0, "model": random_suite_model(cfg).state_dict(),
+            "model_config": cfg.to_dict(), "run_config": {"sample": {"sampler": "heun2", "grid": "points",
+                                                                     "steps": 3}},
+            "data_info": {"name": "fashion-mnist", "channels": 1, "size": 8, "num_classes": 10}}
+    checkpoint.save_atomic(ckpt, tmp_path / "c.pt")
+    seen = []
+    real = sampling.INTEGRATORS["heun2"]
+    monkeypatch.setitem(sampling.INTEGRATORS, "heun2", lambda *a, **k: seen.append((a[3], k["grid"])) or real(*a, **k))
+    sampling.sample_checkpoint(tmp_path / "c.pt", 2, tmp_path / "s.npz", device="cpu", progress=False,
+                               sampler=None, steps=None, grid=None)
+    assert seen == [(3, "points")]
+    seen.clear()
+    sampling.sample_checkpoint(tmp_path / "c.pt", 2, tmp_path / "t.npz", device="cpu", progress=False, steps=5)
+    assert seen == [(5, "points")]

@@ -37,8 +37,8 @@ RUN_IDS = {  # (experiment, scale, label, training seed): run id
     ("ppflow", "paper", "SiT-B/2 (isotropic)", 0): "eedee9df091c",
     ("ppflow_design", "cpu", "PPF-B-2", 0): "7486e86289ec",
     # PPFlow's recipe at paper scale (raw t, N(0, 0.02) level embedding, weight decay 0, flips, 3 guided
-    # channels) made this a different run: the id changed with it
-    ("ppflow_design", "paper", "PPF-B-2", 0): "9935d4a756d5",
+    # channels, heun2 over 250 points) made this a different run: the id changed with it
+    ("ppflow_design", "paper", "PPF-B-2", 0): "3101a517f6b0",
 }
 
 

@@ -45,9 +45,12 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
                                    help="Number of samples (under torchrun write --num-samples: torchrun "
                                         "mistakes --num for its --numa-binding)"),
            out: str = typer.Option("samples.npz", "--out", help="ADM-layout .npz; the PNG grid goes beside it"),
-           sampler: Optional[str] = typer.Option(None, help="euler, heun, sde, sde_sbdm or dopri5 "
+           sampler: Optional[str] = typer.Option(None, help="euler, heun, heun2, sde, sde_sbdm or dopri5 "
                                                             "(default: run config, else euler)"),
-           steps: Optional[int] = typer.Option(None, help="Integration steps (default 50)"),
+           steps: Optional[int] = typer.Option(None, help="Integration steps, or grid points with --grid points "
+                                                          "(default: run config, else 50)"),
+           grid: Optional[str] = typer.Option(None, help="steps (steps intervals) or points (steps points, the "
+                                                         "sources' linspace; default: run config, else steps)"),
            cfg_scale: Optional[str] = typer.Option(None, "--cfg-scale",
                                                    help="Guidance scale (1 = none), or one per stage of a patch "
                                                         "schedule, coarse first, e.g. 1.0,3.0"),
@@ -65,7 +68,7 @@ def sample(ckpt: str = typer.Argument(..., help="Checkpoint (RUN/checkpoints/las
     from mpdit_bench.engine.sampling import check_options, parse_sample_options, sample_checkpoint
 
     try:
-        options = parse_sample_options({"sampler": sampler, "steps": steps, "cfg_scale": cfg_scale,
+        options = parse_sample_options({"sampler": sampler, "steps": steps, "grid": grid, "cfg_scale": cfg_scale,
                                         "guidance_interval": guidance_interval, "seed": seed,
                                         "batch_size": batch_size, "labels": labels,
                                         "use_ema": False if raw_weights else None})

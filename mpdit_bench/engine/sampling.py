@@ -1,13 +1,14 @@
-"""Sampling from t = 1 (noise) to t = 0 (data): Euler, Heun and adaptive dopri5 ODE, two SDEs, CFG.
+"""Sampling from t = 1 (noise) to t = 0 (data): Euler, Heun, torchdiffeq's heun2 and dopri5 ODE, two SDEs, CFG.
 
 The model predicts the velocity v = n - z of the interpolant z_t = (1 - t) z + t n, so the ODE is
 dx/dt = v(x, t), integrated from t = 1 down to t = 0 on a uniform grid. ``grid: steps`` (the suite's
 default) takes ``steps`` intervals (steps + 1 points); ``grid: points`` takes ``steps`` points, as the MPDiT
 authors' ``linspace(1, 0, steps)``: their "250 steps" are 249 Euler steps.
 
-Samplers: ``euler``, ``heun``; ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t);
-``sde_sbdm`` (the MPDiT authors' and SiT's SBDM SDE, see `sbdm_sde`); ``dopri5`` (torchdiffeq's adaptive
-Dormand-Prince, as SiT's and PPFlow's ODE rows, ``atol`` / ``rtol``; ``steps`` is unused). dopri5 picks its
+Samplers: ``euler``, ``heun``; ``heun2`` (torchdiffeq's fixed-grid Heun over the same grid: PPFlow's ODE
+default, over 250 points); ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t, SiT's "sigma" form);
+``sde_sbdm`` (the MPDiT authors' SBDM SDE, see `sbdm_sde`); ``dopri5`` (torchdiffeq's adaptive
+Dormand-Prince, as SiT's ODE rows, ``atol`` / ``rtol``; ``steps`` is unused). dopri5 picks its
 steps for a whole batch, so its samples depend on the batch composition within the tolerances.
 
 Classifier-free guidance: v = v(x, t, null) + w (v(x, t, y) - v(x, t, null)) on all channels (or on the
@@ -41,7 +42,7 @@ from mpdit_bench.config import ConfigError, ModelConfig
 from mpdit_bench.engine.torch_settings import TorchSettings, applied
 from mpdit_bench.validation import Key, check_section, is_bool, is_int, is_num, optional
 
-SAMPLERS = ("euler", "heun", "sde", "sde_sbdm", "dopri5")
+SAMPLERS = ("euler", "heun", "heun2", "sde", "sde_sbdm", "dopri5")
 GRIDS = ("steps", "points")
 SBDM_T_START, SBDM_LAST_STEP = 0.96, 0.04  # the SBDM grid runs 0.96 -> 0.04, then one deterministic step to 0
 SETTINGS = TorchSettings(matmul_tf32=True, cudnn_tf32=True)  # TF32 on CUDA; restored when sampling ends
@@ -240,19 +241,33 @@ def sbdm_sde(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, generato
     return x - ts[-1] * drift
 
 
+def _field(v: Velocity, y: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The velocity as torchdiffeq calls it: f(t, x) with t a 0-dim tensor."""
+    return lambda t, state: v(state, float(t.detach()), y)
+
+
 def dopri5(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, atol: float = 1e-6, rtol: float = 1e-3,
            **_: Any) -> torch.Tensor:
-    """torchdiffeq's adaptive Dormand-Prince 5(4) from t = 1 to t = 0 (SiT's and PPFlow's ODE sampler)."""
+    """torchdiffeq's adaptive Dormand-Prince 5(4) from t = 1 to t = 0 (SiT's ODE sampler)."""
     from torchdiffeq import odeint
 
-    def field(t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return v(state, float(t.detach()), y)
-
     times = torch.tensor([1.0, 0.0], dtype=torch.float64, device=x.device)
-    return odeint(field, x, times, method="dopri5", atol=atol, rtol=rtol)[-1]
+    return odeint(_field(v, y), x, times, method="dopri5", atol=atol, rtol=rtol)[-1]
 
 
-INTEGRATORS = {"euler": euler, "heun": heun, "sde": euler_maruyama, "sde_sbdm": sbdm_sde, "dopri5": dopri5}
+def heun2(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int, grid: str = "steps", **_: Any) -> torch.Tensor:
+    """torchdiffeq's fixed-grid Heun (``heun2``) over ``time_grid(steps, grid)``: PPFlow's ODE default (SiT's
+    ``sample_ode`` over ``linspace`` of 250 points). Only the end state is kept, not every grid point."""
+    from torchdiffeq import odeint
+
+    grid_times = torch.tensor(time_grid(steps, grid), dtype=torch.float64, device=x.device)
+    ends = grid_times[[0, -1]]
+    return odeint(_field(v, y), x, ends, method="heun2",
+                  options={"grid_constructor": lambda *_: grid_times})[-1]
+
+
+INTEGRATORS = {"euler": euler, "heun": heun, "heun2": heun2, "sde": euler_maruyama, "sde_sbdm": sbdm_sde,
+               "dopri5": dopri5}
 
 
 # ---- per-sample randomness -------------------------------------------------------------------------------
@@ -374,7 +389,8 @@ def sample_checkpoint(ckpt: str | Path, num: int, out: str | Path, vae: str | Pa
         raise ConfigError("--num", num, "an integer >= 1")
     state = checkpoint.load(ckpt)
     run_defaults = (state.get("run_config") or {}).get("sample") or {}
-    o = check_options({**{k: v for k, v in run_defaults.items() if k in OPTION_DEFAULTS}, **options}, str(ckpt))
+    given = {k: v for k, v in options.items() if v is not None}  # a flag not given leaves the run's default
+    o = check_options({**{k: v for k, v in run_defaults.items() if k in OPTION_DEFAULTS}, **given}, str(ckpt))
     dinfo = state.get("data_info") or {}
     if dinfo.get("name") == "latents" and vae is None:
         raise ConfigError("--vae", None, "a local AutoencoderKL folder: this checkpoint was trained on latents")
@@ -435,5 +451,5 @@ def _merge_parts(out: Path, num: int, labels: torch.Tensor, world: int) -> None:
 
 
 __all__ = ["GRIDS", "SAMPLERS", "check_cfg_scale", "check_options", "parse_sample_options",
-           "dopri5", "euler", "euler_maruyama", "guided_velocity", "heun", "make_labels", "sbdm_sde",
+           "dopri5", "euler", "euler_maruyama", "guided_velocity", "heun", "heun2", "make_labels", "sbdm_sde",
            "sample_checkpoint", "sample_indices", "save_grid", "to_uint8"]

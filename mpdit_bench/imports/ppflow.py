@@ -88,7 +88,8 @@ def train_args(cfg: ModelConfig) -> dict[str, Any]:
 
 
 def sample_defaults(args: dict[str, Any] | None) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"cfg_channels": GUIDED_CHANNELS}
+    """sample_ddp.py's ODE defaults: torchdiffeq's heun2 over 250 points, 3 guided channels, its scales."""
+    defaults: dict[str, Any] = {"cfg_channels": GUIDED_CHANNELS, "sampler": "heun2", "grid": "points", "steps": 250}
     scales = (args or {}).get("cfg_scales")
     if isinstance(scales, list) and scales and all(isinstance(w, (int, float)) for w in scales):
         defaults["cfg_scale"] = [float(w) for w in scales]  # one per stage, coarse first, as the suite's
