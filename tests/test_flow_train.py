@@ -152,7 +152,7 @@ def test_geometry_comes_from_the_data():
     ("train", "precision", "fp8", "bf16"),
     ("data", "name", "imagenet", "fashion-mnist, latents"),
     ("model_overrides", "num_heads", 5, "divisor of hidden_size"),
-    ("sample", "sampler", "ddim", "euler, heun, sde"),
+    ("sample", "sampler", "ddim", "euler, heun, heun2, sde"),
 ])
 def test_bad_run_config_names_file_and_key(tmp_path, section, key, value, allowed):
     cfg = tiny_run()

@@ -98,7 +98,7 @@ def test_cpu_rule_and_paper_scale(tmp_path):
      "model_overrides.refine_depth", "an integer in [1, 11]"),
     (lambda d: d["axes"].append({"variants": [{"model": "MPDiT-Q"}]}), "model", "MPDiT-B"),
     (lambda d: d["axes"].append({"variants": [{"optimizer": "sgd"}]}), "optimizer", "keys under label, model"),
-    (lambda d: d["scales"]["cpu"]["sample"].update(sampler="ddim"), "sample.sampler", "euler, heun, sde"),
+    (lambda d: d["scales"]["cpu"]["sample"].update(sampler="ddim"), "sample.sampler", "euler, heun, heun2, sde"),
     (lambda d: d["scales"]["paper"]["train"].pop("dataset_size"), "train.dataset_size", "a positive integer"),
     (lambda d: d["scales"].update(gpu={}), "scales", "paper and cpu"),
     (lambda d: d["scales"]["cpu"].update(workers=0), "scales.cpu.workers", "a number of local worker processes"),
