@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -124,6 +125,18 @@ def test_the_plot_draws_the_front_the_metric_direction_asks_for(tmp_path, monkey
     pareto_plot(_points(values, "fid"), "fid", tmp_path / "f.png", "fid")
     assert drawn == [([1.0, 4.0], [0.60, 0.30])]
     assert indistinguishable(_points(values, "fid"), "fid") == set()
+
+
+def test_the_plot_counts_cpu_scale_models_in_mflop(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    labels, drawn = [], []
+    monkeypatch.setattr(Axes, "set_xlabel", lambda ax, text, *a, **k: labels.append(text))
+    monkeypatch.setattr(Axes, "plot", lambda ax, *args, **k: drawn.append(list(args[0])))
+    small = {"a": (0.04, 0.6, 0.5, 0.7), "b": (0.08, 0.9, 0.8, 1.0)}  # GFLOPs of CPU-scale models
+    pareto_plot(_points(small, "precision"), "precision", tmp_path / "p.png", "precision")
+    assert labels == ["MFLOP per image, true count (fvcore convention)"]
+    assert drawn == [pytest.approx([40.0, 80.0])]
 
 
 def test_cli_dry_run_and_report(tmp_path):

@@ -93,6 +93,8 @@ def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str
     runs in a panel of their own. Returns how many configurations had no value."""
     have = [p for p in points if p["summary"].mean is not None and p["gflops"] is not None]
     style = _styles([p["label"] for p in have], colours)
+    scale, unit = flop_unit([p["gflops"] * 1e9 for p in have])  # MFLOP for CPU-scale models, GFLOP for the paper's
+    per = 1e9 / scale  # GFLOPs -> the axis unit
     panels = list(dict.fromkeys(SMOKE_PANEL if p["smoke"] else p.get("group") or "" for p in have)) or [""]
     fig, axes = _panels(sorted(panels, key=lambda g: g == SMOKE_PANEL))
     for group, ax in axes.items():
@@ -102,13 +104,14 @@ def pareto_plot(points: list[dict[str, Any]], metric: str, out: Path, title: str
             s, st = p["summary"], style[p["label"]]
             yerr = None if s.low is None else [[s.mean - s.low], [s.high - s.mean]]
             name = p["label"] + (" (not distinguishable from the front)" if p["label"] in hollow else "")
-            ax.errorbar(p["gflops"], s.mean, yerr=yerr, fmt=st["marker"], color=st["color"], capsize=3, ms=6,
+            ax.errorbar(p["gflops"] * per, s.mean, yerr=yerr, fmt=st["marker"], color=st["color"], capsize=3, ms=6,
                         mfc="none" if p["label"] in hollow else st["color"], label=f"{name} (n={s.n})")
         front = pareto_front([(p["gflops"], p["summary"].mean) for p in mine], metric)
         if len(front) > 1 and group != SMOKE_PANEL:
-            ax.plot(*zip(*front), "k--", lw=1, label=f"Pareto front of the means ({_direction(metric)})")
+            ax.plot([g * per for g, _ in front], [m for _, m in front], "k--", lw=1,
+                    label=f"Pareto front of the means ({_direction(metric)})")
         ax.set_title(group or "all configurations", fontsize=9)
-        ax.set_xlabel("GFLOPs per image, true count (fvcore convention)")
+        ax.set_xlabel(f"{unit} per image, true count (fvcore convention)")
         ax.set_ylabel(f"{T.metric(metric).label} ({_direction(metric)})")
     missing = len(points) - len(have)
     _figure_legend(fig)
