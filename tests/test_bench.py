@@ -122,3 +122,23 @@ def test_bench_sample_times_whole_trajectories_with_their_stage_flops(tmp_path, 
     assert ratio > 2 * coarse_only and ratio < 1.0
     saved = json.loads(Path(result["path"]).read_text())
     assert saved["a"]["stage_evaluation_fractions"] == pytest.approx(fractions, rel=1e-9)
+
+
+def test_the_sample_comparison_fits_80_columns_with_every_figure_whole(monkeypatch):
+    from rich.console import Console
+
+    from mpdit_bench.cli import render
+
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))
+    monkeypatch.setattr(render, "console", console)
+    row = {"batch": 1, "device": "cpu", "sample_steps": 250, "sampler": "heun2", "cfg_scale": 1.5,
+           "params": 675.43e6, "gflops_per_evaluation": 118.689, "gflops_per_image": 59344.5, "images_per_s": 0.12,
+           "seconds_per_iter_median": 8.1234, "peak_memory_bytes": 12345.6 * 2**20, "memory_method": "cuda"}
+    result = {"mode": "sample", "a": {**row, "model": "PPF-XL-2"}, "b": {**row, "model": "SiT-XL/2"},
+              "gflops_ratio_a_over_b": 0.62, "throughput_ratio_a_over_b": 1.6, "memory_ratio_a_over_b": 1.0,
+              "path": "results/bench/x.json"}
+    render.print_comparison(result)
+    table = [line for line in console.export_text().splitlines() if line.startswith(("│", "┃", "┏", "└"))]
+    assert table and max(len(line) for line in table) <= 80
+    assert "…" not in "".join(table)
+    assert "59344.500" in "".join(table) and "12345.6" in "".join(table)

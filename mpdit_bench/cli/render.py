@@ -202,15 +202,21 @@ def print_comparison(result: dict[str, Any]) -> None:
     if sampling:
         title += f", {a['sample_steps']}-step {a['sampler']} trajectories, cfg {a['cfg_scale']:g}"
     table = Table(title=title)
-    columns = ("model", "params (M)", *(("GFLOPs/eval",) if sampling else ()), "GFLOPs/img", "images/s",
-               "s/trajectory" if sampling else "s/iter (median)", "peak mem (MiB)")
-    for col in columns:
-        table.add_column(col, justify="left" if col == "model" else "right")
+    # headers wrap at their spaces and every column is at least as wide as its widest figure: the table fits
+    # 80 columns with every figure whole
+    columns = ("model", "params (M)", *(("GFLOPs / eval",) if sampling else ()), "GFLOPs / img", "images / s",
+               "s per traj." if sampling else "s / iter (median)", "peak mem (MiB)")
+    rows = []
     for r in (a, b):
         per_eval = (fmt(r["gflops_per_evaluation"], 3),) if sampling else ()
-        table.add_row(r["model"], fmt(r["params"] / 1e6, 2), *per_eval, fmt(r["gflops_per_image"], 3),
-                      fmt(r["images_per_s"], 2), fmt(r["seconds_per_iter_median"], 4),
-                      fmt(r["peak_memory_bytes"] / 2**20, 1))
+        rows.append((r["model"], fmt(r["params"] / 1e6, 2), *per_eval, fmt(r["gflops_per_image"], 3),
+                     fmt(r["images_per_s"], 2), fmt(r["seconds_per_iter_median"], 4),
+                     fmt(r["peak_memory_bytes"] / 2**20, 1)))
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if col == "model" else "right",
+                         min_width=max(len(row[i]) for row in rows))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if sampling:
         console.print(f"GFLOPs/eval: averaged over the trajectory's evaluations (a patch schedule's coarse stages "
