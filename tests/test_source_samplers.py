@@ -46,20 +46,32 @@ def test_dopri5_tolerances_bound_its_error_and_change_its_work():
     assert (out_loose - affine_solution_at_zero(x1)).abs().max() < 1e-2  # within a few loose tolerances
 
 
+def points_case(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x(1) and labels for 5 grid points (4 steps of h = 0.25) of the affine field."""
+    x1 = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x1, torch.zeros(2, dtype=torch.long)
+
+
+def by_hand(x1: torch.Tensor, step) -> torch.Tensor:
+    """``step(x, t, h)`` from t = 1 over linspace(1, 0, 5), written out."""
+    x, h = x1.clone(), 0.25
+    for k in range(4):
+        x = step(x, 1 - k * h, h)
+    return x
+
+
+def heun_step(x: torch.Tensor, t: float, h: float) -> torch.Tensor:
+    d = RATE * x + t
+    return x - h * 0.5 * (d + RATE * (x - h * d) + (t - h))
+
+
 def test_heun2_over_points_is_heuns_method_by_hand_with_two_calls_per_step():
     """PPFlow's ODE default: torchdiffeq's heun2 over linspace of N points, N - 1 steps, 2 calls each."""
-    x1 = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    y = torch.zeros(2, dtype=torch.long)
+    x1, y = points_case(3)
     calls: list[float] = []
     out = sampling.heun2(affine_velocity(calls), x1, y, 5, grid="points")
     assert len(calls) == 8
-    x, h = x1.clone(), 0.25
-    for k in range(4):
-        t = 1 - k * h
-        d = RATE * x + t
-        x_pred = x - h * d
-        x = x - h * 0.5 * (d + RATE * x_pred + (t - h))
-    torch.testing.assert_close(out, x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(out, by_hand(x1, heun_step), atol=1e-12, rtol=0)
     fine = sampling.heun2(affine_velocity(), x1, y, 250, grid="points")
     torch.testing.assert_close(fine, affine_solution_at_zero(x1), atol=1e-5, rtol=0)  # second order in h
     torch.testing.assert_close(sampling.heun(affine_velocity(), x1, y, 5, grid="points"), out, atol=1e-12, rtol=0)
@@ -67,16 +79,11 @@ def test_heun2_over_points_is_heuns_method_by_hand_with_two_calls_per_step():
 
 def test_euler_over_points_takes_steps_minus_one_steps():
     """The MPDiT authors' linspace(1, 0, N): N - 1 Euler steps, computed here by hand."""
-    x1 = torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    y = torch.zeros(2, dtype=torch.long)
+    x1, y = points_case(2)
     calls: list[float] = []
     out = sampling.euler(affine_velocity(calls), x1, y, 5, grid="points")
     assert len(calls) == 4
-    x, h = x1.clone(), 0.25
-    for k in range(4):
-        t = 1 - k * h
-        x = x - h * (RATE * x + t)
-    torch.testing.assert_close(out, x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(out, by_hand(x1, lambda x, t, h: x - h * (RATE * x + t)), atol=1e-12, rtol=0)
     assert len(sampling.time_grid(250, "points")) - 1 == 249
     assert len(sampling.time_grid(250)) - 1 == 250
 
