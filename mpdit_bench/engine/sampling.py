@@ -6,7 +6,7 @@ default) takes ``steps`` intervals (steps + 1 points); ``grid: points`` takes ``
 authors' ``linspace(1, 0, steps)``: their "250 steps" are 249 Euler steps.
 
 Samplers: ``euler``, ``heun``; ``heun2`` (torchdiffeq's fixed-grid Heun over the same grid: PPFlow's ODE
-default, over 250 points); ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t, SiT's "sigma" form);
+default, over 250 points); ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t: the shape of SiT's "sigma" form);
 ``sde_sbdm`` (the MPDiT authors' SBDM SDE, see `sbdm_sde`); ``dopri5`` (torchdiffeq's adaptive
 Dormand-Prince, as SiT's ODE rows, ``atol`` / ``rtol``; ``steps`` is unused). dopri5 picks its
 steps for a whole batch, so its samples depend on the batch composition within the tolerances.
@@ -189,7 +189,8 @@ def euler_maruyama(v: Velocity, x: torch.Tensor, y: torch.Tensor, steps: int,
     """The suite's reverse-time SDE with the ODE's marginals, in tau = 1 - t with step h = t - t_next > 0.
 
     For z_t = (1 - t) z + t n the score is s(x, t) = -E[n | x_t = x] / t with E[n | x] = x + (1 - t) v.
-    With diffusion g(t)^2 = w t (w = ``diffusion_norm``; SiT's "sigma" form):
+    With diffusion g(t)^2 = w t (w = ``diffusion_norm``; SiT's "sigma" form D = n sigma_t = n t enters as
+    noise sqrt(2 D dt), so its norm n is w = 2 n here, and its last step differs):
 
         drift (in tau):  -v + (g^2 / 2) s = -v - (w / 2) (x + (1 - t) v)
         diffusion:       g(t) = sqrt(w t)
