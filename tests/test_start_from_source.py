@@ -116,3 +116,16 @@ def test_init_source_names_the_format_of_a_checkpoint_that_is_set():
     validate_run_config({**base, "train": {"steps": 10, "init_from": "x.pt", "init_source": "sit"}})
     with pytest.raises(ConfigError, match=r"train\.init_source.*not set"):
         validate_run_config({**base, "train": {"steps": 10, "init_source": "sit"}})
+
+
+def test_a_suite_checkpoint_written_before_later_keys_existed_still_starts_a_run(tmp_path):
+    """Its model_config lacks keys added since (read as their defaults), as older runs' checkpoints do."""
+    ckpt = import_checkpoint(SIT, num_heads=2)
+    for key in ("upsample_refine", "upsample_refine_ratio", "level_embed_init"):
+        del ckpt["model_config"][key]
+    checkpoint.save_atomic(ckpt, tmp_path / "old.pt")
+    start = starting_point({"seed": 0, "init_from": str(tmp_path / "old.pt"), "init_source": None},
+                           ppf_config(2), tmp_path)
+    assert start["model_config"] == ppf_config(2).to_dict() and "converted_from" in start
+    assert starting_point({"seed": 0, "init_from": str(tmp_path / "old.pt"), "init_source": None},
+                          sit_config(), tmp_path)["model_config"]["upsample_refine_ratio"] == 4

@@ -52,7 +52,8 @@ def starting_point(tc: dict[str, Any], cfg: ModelConfig, run_dir: Path) -> dict[
     path = source_file(tc, cfg, run_dir)
     ckpt = (import_checkpoint(path, tc["init_source"], num_heads=cfg.num_heads) if tc["init_source"]
             else checkpoint.load(path))
-    have = ckpt["model_config"]
+    # resolved, so that a checkpoint written before a key existed reads (and is kept) with that key's default
+    ckpt["model_config"] = have = ModelConfig.from_dict(ckpt["model_config"], source=f"{path} model_config").to_dict()
     if cfg.time_patch_sizes and not have.get("time_patch_sizes"):
         from mpdit_bench.ppflow.convert import convert_isotropic_to_ppflow, schedule_removed
 
