@@ -330,5 +330,5 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "INIT_KEYS", "RECIPE_KEYS", "LEVEL_EMBED_INITS", "MODEL_KEYS", "ModelConfig", "parse_set", "load_yaml", "parse_patch_shape",
-           "patch_shape_name"]
+__all__ = ["ConfigError", "INIT_KEYS", "LEVEL_EMBED_INITS", "MODEL_KEYS", "ModelConfig", "RECIPE_KEYS", "parse_set",
+           "load_yaml", "parse_patch_shape", "patch_shape_name"]

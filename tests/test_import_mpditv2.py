@@ -212,7 +212,8 @@ def their_v2_forward(w, x, t, y, heads, m):
         while f"{blocks}.{i}.attn.qkv.weight" in w:
             h = _their_block(w, f"{blocks}.{i}", h, mod, heads)
             i += 1
-    out = F.linear(_their_ln_mod(h[:, m:], mod[3], mod[4]), w["final_layer.linear.weight"], w["final_layer.linear.bias"])
+    out = F.linear(_their_ln_mod(h[:, m:], mod[3], mod[4]), w["final_layer.linear.weight"],
+                   w["final_layer.linear.bias"])
     B, L, _ = out.shape
     g, C = int(L ** 0.5), out.shape[-1] // 4
     return torch.einsum("nhwpqc->nchpwq", out.reshape(B, g, g, 2, 2, C)).reshape(B, C, 2 * g, 2 * g)

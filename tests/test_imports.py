@@ -244,7 +244,8 @@ def test_an_imported_sit_starts_a_ppflow_model_and_a_run(tmp_path):
     result = convert_checkpoint(tmp_path / "sit.pt", tmp_path / "ppf.pt", levels=2)
     cfg = ModelConfig.from_dict(result["model_config"])
     model, ema = build_model(cfg), build_model(cfg)
-    init_weights_from({"init_from": str(tmp_path / "ppf.pt"), "init_source": None, "seed": 0}, model, ema, cfg, tmp_path)
+    start = {"init_from": str(tmp_path / "ppf.pt"), "init_source": None, "seed": 0}
+    init_weights_from(start, model, ema, cfg, tmp_path)
     sit_model, sit_cfg = load_sampling_model(checkpoint.load(tmp_path / "sit.pt"), True, torch.device("cpu"))
     x, y = torch.randn(2, 4, 16, 16), torch.tensor([0, 5])
     t = torch.full((2,), 0.2)  # the finest stage is the source model itself

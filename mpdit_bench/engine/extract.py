@@ -64,8 +64,8 @@ def extract_latents(images: str | Path, vae: str | Path, out: str | Path, resolu
         if info.is_main:
             mean, std = channel_stats(store)
             stats = {"mean": mean, "std": std, "num": len(paths), "resolution": resolution, "classes": classes,
-                     "vae": str(vae), "downsample": factor, "sample_posterior": sample_posterior, "seed": seed, "dtype": dtype,
-                     "crop": "ADM center crop"}
+                     "vae": str(vae), "downsample": factor, "sample_posterior": sample_posterior, "seed": seed,
+                     "dtype": dtype, "crop": "ADM center crop"}
             write_text_atomic(out / STATS, json.dumps(stats, indent=2))
         distributed.barrier()
     finally:

@@ -6,7 +6,8 @@ default) takes ``steps`` intervals (steps + 1 points); ``grid: points`` takes ``
 authors' ``linspace(1, 0, steps)``: their "250 steps" are 249 Euler steps.
 
 Samplers: ``euler``, ``heun``; ``heun2`` (torchdiffeq's fixed-grid Heun over the same grid: PPFlow's ODE
-default, over 250 points); ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t: the shape of SiT's "sigma" form);
+default, over 250 points); ``sde`` (the suite's Euler-Maruyama SDE, diffusion g^2 = w t: the shape of SiT's
+"sigma" form);
 ``sde_sbdm`` (the MPDiT authors' SBDM SDE, see `sbdm_sde`); ``dopri5`` (torchdiffeq's adaptive
 Dormand-Prince, as SiT's ODE rows, ``atol`` / ``rtol``; ``steps`` is unused). dopri5 picks its
 steps for a whole batch, so its samples depend on the batch composition within the tolerances.
