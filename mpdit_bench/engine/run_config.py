@@ -11,14 +11,13 @@ from typing import Any
 
 from mpdit_bench import plugins
 from mpdit_bench.config import ConfigError, ModelConfig, load_yaml, parse_set
+from mpdit_bench.data.latents import NORMALIZATIONS, STORE_DTYPES
 from mpdit_bench.models import get_preset, model_config
 from mpdit_bench.engine.sampling import check_cfg_scale, check_options
 from mpdit_bench.validation import Key, check_section, flatten_keys, is_bool, is_int, is_num, optional
 
 SECTIONS = ("model", "model_overrides", "model_config", "data", "train", "sample", "plugins")
 DATASETS = ("fashion-mnist", "latents")
-NORMALIZATIONS = ("store", "mpdit_authors")  # `data.latents.NORMALIZATIONS`
-STORE_DTYPES = ("float16", "float32")  # `data.latents.STORE_DTYPES`
 INIT_SOURCES = ("mpdit", "sit", "ppflow")  # `imports.SOURCES`: the formats `mpdit-bench import` reads
 
 
